@@ -1,0 +1,124 @@
+"""Callbacks the CLI adds to every run: throughput, the optimizer-step budget, prediction files."""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any
+
+import lightning.pytorch as pl
+from lightning.pytorch.callbacks import Callback, ThroughputMonitor
+from lightning.pytorch.utilities import rank_zero_warn
+
+log = logging.getLogger(__name__)
+
+
+def _batch_size(batch: dict) -> int:
+    return int(batch["input_ids"].shape[0])
+
+
+def _real_tokens(batch: dict) -> int:
+    return int(batch["attention_mask"].sum())
+
+
+class Throughput(ThroughputMonitor):
+    """Logs training samples/s and tokens/s (real tokens, padding excluded), per device and in total.
+
+    Args:
+        window_size: Number of batches the rates are averaged over.
+    """
+
+    def __init__(self, window_size: int = 20) -> None:
+        super().__init__(batch_size_fn=_batch_size, length_fn=_real_tokens, window_size=window_size)
+
+
+class StepBudget(Callback):
+    """At fit start, reports samples per optimizer step and optimizer steps per epoch for the actual world size,
+    and warns when an epoch has too few optimizer steps to train well.
+
+    Args:
+        min_steps_per_epoch: Warn below this many optimizer steps per epoch.
+    """
+
+    def __init__(self, min_steps_per_epoch: int = 100) -> None:
+        self.min_steps_per_epoch = min_steps_per_epoch
+        self.report: dict[str, Any] = {}
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        dm = trainer.datamodule
+        accumulate = trainer.accumulate_grad_batches
+        per_step = dm.batch_size * accumulate * trainer.world_size
+        batches = len(dm.train_dataloader())  # per rank
+        if isinstance(trainer.limit_train_batches, int):
+            batches = min(batches, trainer.limit_train_batches)
+        elif trainer.limit_train_batches < 1:
+            batches = int(batches * trainer.limit_train_batches)
+        steps = math.ceil(batches / accumulate)
+        self.report = {"samples_per_optimizer_step": per_step, "optimizer_steps_per_epoch": steps,
+                       "world_size": trainer.world_size, "accumulate_grad_batches": accumulate,
+                       "batch_size": dm.batch_size}
+        text = (f"{per_step} samples per optimizer step (batch {dm.batch_size} x accumulation {accumulate} x "
+                f"{trainer.world_size} device(s)); {steps} optimizer steps per epoch")
+        if trainer.is_global_zero:
+            log.info(text)
+            print(text, flush=True)
+            experiment = getattr(trainer.logger, "experiment", None)
+            if hasattr(experiment, "add_text"):
+                experiment.add_text("run/step_budget", text)
+        if steps < self.min_steps_per_epoch:
+            rank_zero_warn(f"only {steps} optimizer steps per epoch (< {self.min_steps_per_epoch}): training will "
+                           "barely move; lower trainer.accumulate_grad_batches or data.batch_size")
+
+
+class PredictionWriter(Callback):
+    """Writes `predict` results: one row per tweet in input order (index, text, predicted class, one probability
+    per class, and the true class when known) as CSV or JSONL, plus a TweetEval-format file (one class id per line)
+    for the official scorer. Rows from all ranks are gathered and written once, by rank zero.
+
+    Args:
+        output: File to write (`.csv` or `.jsonl`); defaults to `predictions.csv` in the run's log directory.
+            The TweetEval file goes beside it as `<name>.tweeteval.txt`.
+    """
+
+    def __init__(self, output: str | None = None) -> None:
+        self.output = output
+        self.rows: list[dict[str, Any]] = []
+
+    def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.rows = []
+
+    def on_predict_batch_end(self, trainer, pl_module, outputs: dict, batch, batch_idx, dataloader_idx=0) -> None:
+        for index, probs in zip(outputs["index"].tolist(), outputs["probs"].tolist()):
+            self.rows.append({"index": index, "probs": probs})
+
+    def on_predict_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        import torch.distributed as dist
+
+        from sentiment_pl.files import atomic_write_text, write_rows
+
+        rows = self.rows
+        if trainer.world_size > 1 and dist.is_available() and dist.is_initialized():
+            gathered: list[list[dict]] = [None] * trainer.world_size  # type: ignore[list-item]
+            dist.all_gather_object(gathered, rows)
+            rows = [r for part in gathered for r in part]
+        if not trainer.is_global_zero:
+            return
+        dm = trainer.datamodule
+        raw, names = dm.raw[dm.predict_split], dm.prompt.class_names
+        rows.sort(key=lambda r: r["index"])
+        if [r["index"] for r in rows] != list(range(len(raw))):
+            raise RuntimeError(f"predictions cover {len(rows)} rows for {len(raw)} inputs: a sample was dropped or "
+                               "repeated")
+        out_rows = []
+        for r in rows:
+            best = max(range(len(names)), key=lambda c: r["probs"][c])
+            row = {"index": r["index"], "text": raw.texts[r["index"]], "sentiment": names[best]}
+            row.update({f"p_{name}": round(p, 6) for name, p in zip(names, r["probs"])})
+            if raw.sentiments is not None:
+                row["true_sentiment"] = names[raw.sentiments[r["index"]]]
+            out_rows.append(row)
+        path = self.output or f"{trainer.log_dir or '.'}/predictions.csv"
+        written = write_rows(path, out_rows)
+        ids = "".join(f"{names.index(r['sentiment'])}\n" for r in out_rows)
+        official = atomic_write_text(written.with_name(written.stem + ".tweeteval.txt"), ids)
+        print(f"wrote {len(out_rows)} predictions to {written} and {official}", flush=True)

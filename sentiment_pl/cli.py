@@ -1,0 +1,52 @@
+"""`python -m sentiment_pl {fit,validate,test,predict} --config configs/qlora.yaml`: the LightningCLI entry point."""
+
+from __future__ import annotations
+
+import logging
+
+from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
+
+from sentiment_pl.callbacks import PredictionWriter, StepBudget, Throughput
+from sentiment_pl.data import TweetSentimentData
+from sentiment_pl.module import SentimentClassifier
+
+TRAINER_DEFAULTS = {
+    "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
+               "init_args": {"save_dir": "runs", "name": "sentiment", "default_hp_metric": False}},
+}
+
+
+class SentimentCLI(LightningCLI):
+    """LightningCLI with the callbacks every run wants, configurable by name (`--checkpoint.monitor ...`)."""
+
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        # One source of truth: the tokenizer is the model's own.
+        parser.link_arguments("model.base.name", "data.tokenizer")
+        # The best weights by validation macro-F1 (`--ckpt_path best`), and separately the latest state to resume
+        # from: Lightning 2.6 refreshes `save_last` only when a top-k checkpoint was written at the same step.
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.set_defaults({"checkpoint.monitor": "val/macro_f1", "checkpoint.mode": "max",
+                             "checkpoint.save_top_k": 1, "checkpoint.filename": "best-step{step}-f1{val/macro_f1:.4f}",
+                             "checkpoint.auto_insert_metric_name": False})
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
+        parser.set_defaults({"last_checkpoint.filename": "last", "last_checkpoint.save_top_k": 1,
+                             "last_checkpoint.enable_version_counter": False})
+        parser.add_lightning_class_args(LearningRateMonitor, "lr_monitor")
+        parser.add_lightning_class_args(Throughput, "throughput")
+        parser.add_lightning_class_args(StepBudget, "step_budget")
+        parser.add_lightning_class_args(PredictionWriter, "predictions")
+
+
+def main(args: list[str] | None = None) -> SentimentCLI:
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    logging.getLogger("sentiment_pl").setLevel(logging.INFO)
+    return SentimentCLI(SentimentClassifier, TweetSentimentData, args=args, seed_everything_default=0,
+                        trainer_defaults=TRAINER_DEFAULTS,
+                        # Re-runs in the same directory must not fail on the saved config (lightning#7679);
+                        # each run's config lands in its own versioned log directory anyway.
+                        save_config_kwargs={"overwrite": True})
+
+
+if __name__ == "__main__":
+    main()

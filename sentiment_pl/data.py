@@ -1,0 +1,111 @@
+"""The LightningDataModule: tweets from a source, encoded as chats with completion masks, batched."""
+
+from __future__ import annotations
+
+import logging
+
+import lightning.pytorch as pl
+from jsonargparse import lazy_instance
+from torch.utils.data import DataLoader
+
+from sentiment_pl.batching import Collator, EncodedDataset, LengthGroupedSampler, OrderedShardSampler
+from sentiment_pl.encoding import ChatEncoder
+from sentiment_pl.prompts import PromptSpec
+from sentiment_pl.sources import HubTweetEval, Split, TweetSource, TweetSplit
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
+STAGE_SPLITS: dict[str, tuple[Split, ...]] = {
+    "fit": ("train", "validation"), "validate": ("validation",), "test": ("test",),
+}
+
+
+class TweetSentimentData(pl.LightningDataModule):
+    """Tweets as chat conversations for a causal LM, with the loss on the answer only.
+
+    Args:
+        source: Where the tweets come from: `HubTweetEval` (default), `TweetEvalFolder` or `LocalFiles`.
+        tokenizer: Tokenizer name or path; its chat template formats the conversations. The CLI links it to
+            `model.base.name` unless set.
+        prompt: The system prompt and the class names (the assistant's answers).
+        max_length: Longest sample in tokens; longer tweets are truncated (never the answer) and counted.
+        batch_size: Training samples per device per step.
+        eval_batch_size: Samples per device in validate/test/predict; defaults to `batch_size`.
+        group_by_length: Batch tweets of similar length together in training (shuffled groups) to cut padding.
+        num_workers: DataLoader worker processes.
+        seed: Seed of the training order; epoch e uses seed + e.
+        predict_split: The split that `predict` scores.
+    """
+
+    def __init__(self, source: TweetSource = lazy_instance(HubTweetEval), tokenizer: str = DEFAULT_MODEL,
+                 prompt: PromptSpec = PromptSpec(), max_length: int = 256, batch_size: int = 16,
+                 eval_batch_size: int | None = None, group_by_length: bool = True, num_workers: int = 0,
+                 seed: int = 0, predict_split: Split = "test") -> None:
+        super().__init__()
+        if max_length < 8 or batch_size < 1:
+            raise ValueError(f"max_length={max_length} and batch_size={batch_size} must be positive (>= 8, >= 1)")
+        self.source, self.tokenizer_name, self.prompt = source, tokenizer, prompt
+        self.max_length, self.batch_size = max_length, batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.group_by_length, self.num_workers, self.seed = group_by_length, num_workers, seed
+        self.predict_split: Split = predict_split
+        self.tokenizer = None
+        self.encoder: ChatEncoder | None = None
+        self.raw: dict[Split, TweetSplit] = {}
+        self.datasets: dict[Split, EncodedDataset] = {}
+        self.truncated: dict[Split, int] = {}
+
+    def prepare_data(self) -> None:
+        # Runs on one process per node: the place for downloads, so ranks do not race on the hub cache.
+        if isinstance(self.source, HubTweetEval):
+            for split in ("train", "validation", "test"):
+                self.source.load(split, self.prompt.class_names)
+
+    def setup(self, stage: str) -> None:
+        self.load_tokenizer()
+        splits = STAGE_SPLITS.get(stage, (self.predict_split,))
+        for split in splits:
+            if split in self.datasets:
+                continue
+            raw = self.source.load(split, self.prompt.class_names)
+            encoded, truncated = self.encoder.encode_all(raw.texts, raw.sentiments, desc=f"encoding {split}")
+            self.raw[split], self.datasets[split], self.truncated[split] = raw, EncodedDataset(encoded), truncated
+            lengths = self.datasets[split].lengths
+            log.info("%s: %d tweets from %s, %d truncated to max_length=%d, tokens per sample mean %.1f max %d",
+                     split, len(raw), raw.origin, truncated, self.max_length, sum(lengths) / len(lengths),
+                     max(lengths))
+
+    def load_tokenizer(self) -> None:
+        """Load the tokenizer and build the encoder (once)."""
+        if self.encoder is not None:
+            return
+        from transformers import AutoTokenizer
+
+        self.tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
+        if self.tokenizer.pad_token_id is None:
+            self.tokenizer.pad_token = self.tokenizer.eos_token  # padding is masked out; any id will do
+        self.encoder = ChatEncoder(self.tokenizer, self.prompt, self.max_length)
+
+    def train_dataloader(self) -> DataLoader:
+        dataset = self.datasets["train"]
+        sampler = LengthGroupedSampler(dataset.lengths, self.batch_size, seed=self.seed, group=self.group_by_length)
+        return self._loader(dataset, sampler, self.batch_size)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._eval_loader("validation")
+
+    def test_dataloader(self) -> DataLoader:
+        return self._eval_loader("test")
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._eval_loader(self.predict_split)
+
+    def _eval_loader(self, split: Split) -> DataLoader:
+        dataset = self.datasets[split]
+        return self._loader(dataset, OrderedShardSampler(dataset.lengths), self.eval_batch_size)
+
+    def _loader(self, dataset: EncodedDataset, sampler, batch_size: int) -> DataLoader:
+        return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
+                          collate_fn=Collator(self.tokenizer.pad_token_id),
+                          persistent_workers=self.num_workers > 0)

@@ -1,0 +1,122 @@
+"""Chat conversations to token ids, with the completion mask: the one place that decides which tokens carry loss.
+
+The rule: the prompt (system + user turn + the assistant header, i.e. `add_generation_prompt=True`) must tokenize
+as a prefix of the whole conversation; the tokens after it, up to and including the first end-of-sequence token,
+are the answer and carry loss. What the template adds after that token (TinyLlama's Zephyr template adds "\n")
+is dropped: it is not part of the answer and nothing after it is ever scored.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sentiment_pl.prompts import PromptSpec
+
+# The target id that cross-entropy skips; the only one in the project.
+IGNORE_INDEX = -100
+
+
+class EncodingError(ValueError):
+    """The chat template and tokenizer do not give a usable completion mask."""
+
+
+@dataclass(frozen=True)
+class Encoded:
+    """One tokenized example. `labels` is IGNORE_INDEX on every prompt token and the token id on the answer."""
+
+    input_ids: list[int]
+    labels: list[int]
+    prompt_length: int
+    sentiment: int | None
+    truncated: bool = False
+
+
+def _token_ids(result: object) -> list[int]:
+    # apply_chat_template returns a BatchEncoding (dict-like) in transformers 5 and a list in 4.x.
+    ids = result["input_ids"] if hasattr(result, "keys") else result
+    return list(ids)
+
+
+class ChatEncoder:
+    """Encodes tweets as chats with the tokenizer's own chat template.
+
+    The answer tokens of each class are learned once from a probe tweet and checked on every example, so a
+    template or tokenizer whose answer depends on the tweet is an error, not a silent mismatch.
+    """
+
+    def __init__(self, tokenizer, prompt: PromptSpec, max_length: int) -> None:
+        if tokenizer.eos_token_id is None:
+            raise EncodingError("the tokenizer has no eos_token; the answer must end with one")
+        self.tokenizer, self.prompt, self.max_length = tokenizer, prompt, max_length
+        self.eos_id: int = tokenizer.eos_token_id
+        self.answers: tuple[tuple[int, ...], ...] = tuple(
+            tuple(self._answer("probe tweet", self._prompt_ids("probe tweet"), c, check=False))
+            for c in range(len(prompt.class_names))
+        )
+        shortest = min(len(self._prompt_ids("x")) + len(a) for a in self.answers)
+        if shortest > max_length:
+            raise EncodingError(f"max_length={max_length} cannot hold even a one-token tweet: the system prompt, "
+                                f"template and answer need {shortest} tokens")
+
+    @property
+    def first_tokens_distinct(self) -> bool:
+        """True when one forward pass over the prompt can tell the classes apart by their first answer token."""
+        return len({a[0] for a in self.answers}) == len(self.answers)
+
+    def _prompt_ids(self, tweet: str) -> list[int]:
+        return _token_ids(self.tokenizer.apply_chat_template(
+            self.prompt.messages(tweet), add_generation_prompt=True, tokenize=True))
+
+    def _answer(self, tweet: str, prompt_ids: list[int], sentiment: int, check: bool = True) -> list[int]:
+        full = _token_ids(self.tokenizer.apply_chat_template(self.prompt.messages(tweet, sentiment), tokenize=True))
+        if full[: len(prompt_ids)] != prompt_ids:
+            # Guards against a template whose generation prompt is not a prefix of the answered chat (trl#5213):
+            # the mask would then cover the wrong tokens.
+            raise EncodingError(f"the chat prompt is not a token prefix of the full conversation for {tweet!r}")
+        rest = full[len(prompt_ids):]
+        if self.eos_id not in rest:
+            raise EncodingError(f"the answer {self.prompt.class_names[sentiment]!r} has no eos token after it "
+                                f"in the chat template's output for {tweet!r}")
+        answer = rest[: rest.index(self.eos_id) + 1]
+        if len(answer) < 2:  # guards against silent all-ignored masks (marin#7237, unsloth#2900)
+            raise EncodingError(f"the answer {self.prompt.class_names[sentiment]!r} tokenizes to no class tokens")
+        if check and tuple(answer) != self.answers[sentiment]:
+            raise EncodingError(f"the answer tokens for {self.prompt.class_names[sentiment]!r} differ for "
+                                f"tweet {tweet!r}: {answer} vs {list(self.answers[sentiment])}")
+        return answer
+
+    def encode(self, tweet: str, sentiment: int | None = None) -> Encoded:
+        """Prompt + answer ids and labels; unlabeled tweets (`sentiment=None`) give the prompt alone."""
+        prompt_ids, truncated = self._prompt_ids(tweet), False
+        budget = self.max_length - max(len(a) for a in self.answers)
+        if len(prompt_ids) > budget:
+            tweet, prompt_ids = self._truncate(tweet, len(prompt_ids) - budget)
+            truncated = True
+        if sentiment is None:
+            return Encoded(prompt_ids, [IGNORE_INDEX] * len(prompt_ids), len(prompt_ids), None, truncated)
+        answer = self._answer(tweet, prompt_ids, sentiment)
+        labels = [IGNORE_INDEX] * len(prompt_ids) + answer
+        return Encoded(prompt_ids + answer, labels, len(prompt_ids), sentiment, truncated)
+
+    def _truncate(self, tweet: str, excess: int) -> tuple[str, list[int]]:
+        """Cut the tweet (never the answer) until the prompt fits the budget."""
+        budget = self.max_length - max(len(a) for a in self.answers)
+        tokens = self.tokenizer(tweet, add_special_tokens=False)["input_ids"]
+        keep = len(tokens) - excess
+        while keep > 0:
+            text = self.tokenizer.decode(tokens[:keep]).strip()
+            prompt_ids = self._prompt_ids(text)
+            if len(prompt_ids) <= budget and text:
+                return text, prompt_ids
+            keep -= max(1, len(prompt_ids) - budget)
+        raise EncodingError(f"max_length={self.max_length} leaves no room for the tweet {tweet[:60]!r}")
+
+    def encode_all(self, texts: Sequence[str], sentiments: Sequence[int] | None, desc: str = "encoding"):
+        """Encode many tweets with a progress bar; returns the list and the number truncated."""
+        from tqdm.auto import tqdm
+
+        labels = sentiments if sentiments is not None else [None] * len(texts)
+        out = [self.encode(t, s) for t, s in tqdm(zip(texts, labels), total=len(texts), desc=desc,
+                                                  mininterval=2, disable=len(texts) < 5000)]
+        return out, sum(e.truncated for e in out)

@@ -1,0 +1,154 @@
+"""The only module that knows bitsandbytes and peft: load the base model, quantize it, add LoRA, save adapters."""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MODEL = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
+DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
+
+
+@dataclass(frozen=True)
+class LoraSettings:
+    """LoRA adapters (peft).
+
+    Args:
+        r: Rank of the update matrices.
+        alpha: Scaling numerator; the update is scaled by alpha / r.
+        dropout: Dropout on the adapter input.
+        target_modules: Names of the linear layers that get adapters.
+    """
+
+    r: int = 8
+    alpha: int = 16
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("k_proj", "v_proj")
+
+
+@dataclass(frozen=True)
+class BaseModelSpec:
+    """The causal LM under the adapters.
+
+    Args:
+        name: Hub id or local directory of the model (config, and weights unless `random_init`).
+        random_init: Build the architecture from its config with random weights instead of loading weights
+            (offline tests, benchmarks, from-scratch training).
+        architecture: Config fields to override, e.g. `{hidden_size: 256, num_hidden_layers: 4}`.
+        init_seed: Seed of the random weights; fixed, so a checkpoint without base weights can rebuild them.
+        quantization: `nf4`: 4-bit NormalFloat with double quantization (QLoRA); `none`: weights in `dtype`.
+        dtype: Dtype of the unquantized weights and of the 4-bit layers' computation.
+        gradient_checkpointing: Recompute activations in backward (non-reentrant) to save memory.
+        attn_implementation: transformers attention kernel (`sdpa`, `eager`, `flash_attention_2`).
+    """
+
+    name: str = DEFAULT_MODEL
+    random_init: bool = False
+    architecture: dict[str, Any] = field(default_factory=dict)
+    init_seed: int = 0
+    quantization: Literal["nf4", "none"] = "nf4"
+    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    gradient_checkpointing: bool = False
+    attn_implementation: str = "sdpa"
+
+
+def load_base_model(spec: BaseModelSpec, device: torch.device | str = "cpu"):
+    """The base model on `device`, quantized if asked; every parameter frozen."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(spec.name, **spec.architecture)
+    resized = {"hidden_size", "num_attention_heads"} & set(spec.architecture)
+    if resized and "head_dim" not in spec.architecture and hasattr(config, "head_dim"):
+        # The config computed head_dim from the original sizes before the overrides were applied.
+        config.head_dim = config.hidden_size // config.num_attention_heads
+    dtype = DTYPES[spec.dtype]
+    kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": spec.attn_implementation}
+    if spec.quantization == "nf4":
+        from transformers import BitsAndBytesConfig
+
+        kwargs["quantization_config"] = BitsAndBytesConfig(
+            load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+            bnb_4bit_compute_dtype=dtype)
+        # Each rank places its quantized copy on its own device (accelerate#1515, trl#722).
+        kwargs["device_map"] = {"": torch.device(device)}
+    if not spec.random_init:
+        model = AutoModelForCausalLM.from_pretrained(spec.name, config=config, **kwargs)
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(spec.init_seed)
+            model = AutoModelForCausalLM.from_config(config, dtype=dtype,
+                                                     attn_implementation=spec.attn_implementation)
+        if spec.quantization == "nf4":
+            # transformers quantizes while loading weights, so random weights take a round trip through disk.
+            with tempfile.TemporaryDirectory(prefix="sentiment_pl_init_") as tmp:
+                model.save_pretrained(tmp)
+                model = AutoModelForCausalLM.from_pretrained(tmp, **kwargs)
+    model.config.use_cache = False  # training and scoring never reuse a KV cache
+    model.requires_grad_(False)
+    if spec.quantization == "nf4":
+        _keep_cpu_weights_trainable(model)
+    return model
+
+
+def _keep_cpu_weights_trainable(model) -> None:
+    """Stop bitsandbytes from repacking 4-bit weights for CPU inference.
+
+    On a CPU with AVX512-BF16, the first forward in eval mode repacks each Linear4bit's weight into an
+    inference-only layout, and every later forward, in training too, then runs a kernel with no autograd: the
+    gradient through the frozen 4-bit layers is silently wrong, so adapters below them stop learning after the
+    first validation. Keeping the trainable layout costs some CPU inference speed and nothing on a GPU.
+    """
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
+
+
+def add_adapters(model, spec: BaseModelSpec, lora: LoraSettings | None):
+    """Wrap with LoRA (only adapters train) or, with `lora=None`, make every weight trainable (full training)."""
+    checkpointing = {"use_reentrant": False}  # reentrant checkpointing loses k-bit input grads (transformers#21381)
+    if lora is None:
+        if spec.quantization != "none":
+            raise ValueError("full training (model.lora: null) needs model.base.quantization: none; "
+                             "4-bit weights cannot be trained")
+        model.requires_grad_(True)
+        if spec.gradient_checkpointing:
+            model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
+        return model
+    from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
+
+    if spec.quantization != "none":
+        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing,
+                                                gradient_checkpointing_kwargs=checkpointing)
+    elif spec.gradient_checkpointing:
+        model.enable_input_require_grads()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,
+                        target_modules=list(lora.target_modules), bias="none", task_type="CAUSAL_LM")
+    return get_peft_model(model, config)
+
+
+def backbone_and_head(model):
+    """The decoder stack (ids -> final hidden states) and the output layer of a (peft-wrapped) causal LM.
+
+    LoRA layers are injected in place, so calling the inner decoder runs the adapters too.
+    """
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    return inner.get_decoder(), inner.get_output_embeddings()
+
+
+def count_parameters(model) -> tuple[int, int]:
+    """(trainable, total) parameter counts; 4-bit weights count as their logical size."""
+    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    total = 0
+    for p in model.parameters():
+        shape = getattr(getattr(p, "quant_state", None), "shape", None)
+        total += shape.numel() if shape is not None else p.numel()
+    return trainable, total

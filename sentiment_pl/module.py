@@ -1,0 +1,183 @@
+"""The LightningModule: a (4-bit) causal LM with LoRA adapters, its masked-completion loss and class scoring."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Literal
+
+import lightning.pytorch as pl
+import torch
+from lightning.pytorch.cli import OptimizerCallable
+
+from sentiment_pl.metrics import make_metrics, scalar_metrics, trivial_baselines
+from sentiment_pl.model import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head, count_parameters
+from sentiment_pl.model import load_base_model
+from sentiment_pl.objective import answer_sequences, completion_loss, first_token_scores, sequence_log_probs
+
+log = logging.getLogger(__name__)
+
+STAGES = ("val", "test")
+
+
+class SentimentClassifier(pl.LightningModule):
+    """Fine-tunes a causal LM to answer with a class name, and classifies by scoring the class names.
+
+    Args:
+        base: The base model: where it comes from, quantization, dtype, gradient checkpointing.
+        lora: LoRA adapters; `null` trains every weight (needs `base.quantization: none`).
+        optimizer: Optimizer over the trainable parameters, e.g. `torch.optim.AdamW` with its `lr`.
+        lr_schedule: transformers schedule name: `linear`, `cosine`, `constant`, `constant_with_warmup`, ...
+        warmup_ratio: Fraction of the optimizer steps spent warming the learning rate up from 0.
+    """
+
+    # ThroughputMonitor asks for FLOPs per batch; they vary with sequence length, so none are reported.
+    flops_per_batch = None
+
+    def __init__(self, base: BaseModelSpec = BaseModelSpec(), lora: LoraSettings | None = LoraSettings(),
+                 optimizer: OptimizerCallable = torch.optim.AdamW, lr_schedule: str = "linear",
+                 warmup_ratio: float = 0.0) -> None:
+        super().__init__()
+        if not 0 <= warmup_ratio < 1:
+            raise ValueError(f"warmup_ratio={warmup_ratio} must be in [0, 1)")
+        self.save_hyperparameters(ignore=["optimizer"])
+        self.base, self.lora = base, lora
+        self.optimizer_factory, self.lr_schedule, self.warmup_ratio = optimizer, lr_schedule, warmup_ratio
+        self.model = None
+        self.class_names: tuple[str, ...] = ()
+        self.answers: tuple[tuple[int, ...], ...] = ()
+        self.first_tokens_distinct = True
+        self.pad_id = 0
+        # Checkpoints hold the trainable weights only; the frozen base is rebuilt by configure_model.
+        self.strict_loading = False
+
+    # -- set-up ---------------------------------------------------------------------------------------------
+
+    def setup(self, stage: str) -> None:
+        """Take the class answers from the data module (the one place that tokenizes them)."""
+        dm = self.trainer.datamodule
+        dm.load_tokenizer()
+        self.class_names, self.answers = dm.prompt.class_names, dm.encoder.answers
+        self.first_tokens_distinct, self.pad_id = dm.encoder.first_tokens_distinct, dm.tokenizer.pad_token_id
+        if not hasattr(self, "metrics"):
+            self.metrics = torch.nn.ModuleDict({s: make_metrics(len(self.class_names)) for s in STAGES})
+        log.info("class scoring: %s", "first answer token (one pass)" if self.first_tokens_distinct
+                 else "full answer sequences (first tokens collide)")
+
+    def configure_model(self) -> None:
+        """Load the base model and add adapters; runs once, after the strategy has chosen the device."""
+        if self.model is not None:
+            return
+        model = load_base_model(self.base, device=self.trainer.strategy.root_device if self._trainer else "cpu")
+        self.model = add_adapters(model, self.base, self.lora)
+        trainable, total = count_parameters(self.model)
+        log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
+
+    # -- the forward pieces --------------------------------------------------------------------------------
+
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        backbone, _ = backbone_and_head(self.model)
+        return backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    @property
+    def head(self):
+        return backbone_and_head(self.model)[1]
+
+    def class_log_probs(self, batch: dict[str, torch.Tensor], hidden: torch.Tensor | None = None) -> torch.Tensor:
+        """Each class's answer log-probability under the training prompt: [batch, classes]."""
+        if self.first_tokens_distinct:
+            if hidden is None:
+                hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
+            return first_token_scores(hidden, batch["prompt_lengths"], self.head, [a[0] for a in self.answers])
+        ids, mask, labels = answer_sequences(batch["input_ids"], batch["prompt_lengths"], self.answers, self.pad_id)
+        scores = sequence_log_probs(self.hidden_states(ids, mask), labels, self.head)
+        return scores.view(len(batch["input_ids"]), len(self.answers))
+
+    # -- steps ---------------------------------------------------------------------------------------------
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
+        loss = completion_loss(hidden, batch["labels"], self.head)
+        mask = batch["attention_mask"]
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(mask))
+        self.log("train/padding_efficiency", mask.sum() / mask.numel(), batch_size=len(mask))
+        return loss
+
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+        hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
+        loss = completion_loss(hidden, batch["labels"], self.head)
+        self.log(f"{stage}/loss", loss, batch_size=len(hidden), sync_dist=True)
+        preds = self.class_log_probs(batch, hidden).argmax(-1)
+        self.metrics[stage].update(preds, batch["sentiment"])
+
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "test")
+
+    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        probs = self.class_log_probs(batch).softmax(-1)
+        return {"index": batch["index"].cpu(), "probs": probs.cpu()}
+
+    # -- epoch ends: metrics -------------------------------------------------------------------------------
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_metrics("val")
+
+    def on_test_epoch_end(self) -> None:
+        values = self._log_metrics("test")
+        if self.trainer.is_global_zero:
+            print(format_report(values, self.class_names), flush=True)
+
+    def _log_metrics(self, stage: str) -> dict[str, Any]:
+        values = self.metrics[stage].compute()  # synced across ranks by torchmetrics
+        self.metrics[stage].reset()
+        scalars = scalar_metrics(values, self.class_names)
+        # Already reduced over ranks: logging them with sync_dist would average identical numbers.
+        self.log_dict({f"{stage}/{k}": v for k, v in scalars.items()}, rank_zero_only=True)
+        experiment = getattr(self.logger, "experiment", None)
+        if self.trainer.is_global_zero and hasattr(experiment, "add_figure") and not self.trainer.sanity_checking:
+            import matplotlib.pyplot as plt
+
+            fig, _ = self.metrics[stage]["confusion"].plot(values["confusion"], labels=list(self.class_names))
+            experiment.add_figure(f"{stage}/confusion_matrix", fig, global_step=self.global_step)
+            plt.close(fig)
+        return values
+
+    # -- optimization ----------------------------------------------------------------------------------------
+
+    def configure_optimizers(self) -> dict[str, Any]:
+        from transformers import get_scheduler
+
+        params = [p for p in self.parameters() if p.requires_grad]
+        optimizer = self.optimizer_factory(params)
+        total = int(self.trainer.estimated_stepping_batches)
+        scheduler = get_scheduler(self.lr_schedule, optimizer, num_warmup_steps=int(self.warmup_ratio * total),
+                                  num_training_steps=total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    # -- checkpoints: adapter-sized --------------------------------------------------------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+
+    def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        missing = sorted(trainable - set(checkpoint["state_dict"]))
+        if missing:
+            raise KeyError(f"checkpoint lacks {len(missing)} trainable weights, e.g. {missing[:3]}; it was saved "
+                           "with other model.lora or model.base settings")
+
+
+def format_report(values: dict[str, torch.Tensor], class_names: tuple[str, ...]) -> str:
+    """The test table: this model's metrics beside the trivial baselines on the same split."""
+    counts = values["confusion"].sum(1)
+    rows = [("this model", float(values["macro_f1"]), float(values["macro_recall"]), float(values["accuracy"]))]
+    rows += [(name, m["macro_f1"], m["macro_recall"], float("nan"))
+             for name, m in trivial_baselines(counts, class_names).items()]
+    lines = [f"{'':28s} {'macro-F1':>9s} {'macro-recall':>13s} {'accuracy':>9s}"]
+    lines += [f"{name:28s} {f1:9.4f} {rec:13.4f} {acc:9.4f}" for name, f1, rec, acc in rows]
+    per_class = ", ".join(f"{n} {float(v):.4f}" for n, v in zip(class_names, values["class_f1"]))
+    lines.append(f"per-class F1: {per_class}; {int(counts.sum())} tweets")
+    return "\n".join(lines)

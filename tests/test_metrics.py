@@ -1,0 +1,37 @@
+"""Metrics equal sklearn's on the same predictions; the trivial baselines match simulation."""
+
+import numpy as np
+import pytest
+import torch
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
+
+from sentiment_pl.metrics import make_metrics, scalar_metrics, trivial_baselines
+from sentiment_pl.prompts import CLASS_NAMES
+
+
+def test_metrics_equal_sklearn_over_several_updates():
+    rng = np.random.default_rng(0)
+    truth = rng.choice(3, size=1000, p=[0.2, 0.5, 0.3])
+    preds = np.where(rng.random(1000) < 0.6, truth, rng.integers(0, 3, 1000))
+    metrics = make_metrics(3)
+    for chunk in np.array_split(np.arange(1000), 7):
+        metrics.update(torch.tensor(preds[chunk]), torch.tensor(truth[chunk]))
+    values = metrics.compute()
+    scalars = scalar_metrics(values, CLASS_NAMES)
+    assert scalars["macro_f1"] == pytest.approx(f1_score(truth, preds, average="macro"), abs=1e-6)
+    assert scalars["macro_recall"] == pytest.approx(recall_score(truth, preds, average="macro"), abs=1e-6)
+    assert scalars["accuracy"] == pytest.approx(accuracy_score(truth, preds), abs=1e-6)
+    for name, f1 in zip(CLASS_NAMES, f1_score(truth, preds, average=None)):
+        assert scalars[f"f1_{name}"] == pytest.approx(f1, abs=1e-6)
+    assert values["confusion"].tolist() == confusion_matrix(truth, preds).tolist()
+
+
+def test_trivial_baselines_match_sklearn_and_simulation():
+    truth = np.array([0] * 320 + [1] * 480 + [2] * 190)
+    baselines = trivial_baselines(torch.tensor([320, 480, 190]), CLASS_NAMES)
+    always = baselines["always neutral"]
+    assert always["macro_f1"] == pytest.approx(f1_score(truth, np.ones_like(truth), average="macro"), abs=1e-9)
+    assert always["macro_recall"] == pytest.approx(recall_score(truth, np.ones_like(truth), average="macro"))
+    rng = np.random.default_rng(0)
+    simulated = np.mean([f1_score(truth, rng.integers(0, 3, len(truth)), average="macro") for _ in range(200)])
+    assert baselines["uniform random (expected)"]["macro_f1"] == pytest.approx(simulated, abs=0.005)
