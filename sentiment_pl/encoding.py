@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from sentiment_pl.prefix import system_turn_prefix
 from sentiment_pl.prompts import PromptSpec
 
 # The target id that cross-entropy skips; the only one in the project.
@@ -54,6 +55,8 @@ class ChatEncoder:
             tuple(self._answer("probe tweet", self._prompt_ids("probe tweet"), c, check=False))
             for c in range(len(prompt.class_names))
         )
+        # The system turn every example starts with, shared by a batch when the model computes it once.
+        self.prefix_ids: tuple[int, ...] = system_turn_prefix(self._render, prompt)
         shortest = min(len(self._prompt_ids("x")) + len(a) for a in self.answers)
         if shortest > max_length:
             raise EncodingError(f"max_length={max_length} cannot hold even a one-token tweet: the system prompt, "
@@ -64,9 +67,12 @@ class ChatEncoder:
         """True when one forward pass over the prompt can tell the classes apart by their first answer token."""
         return len({a[0] for a in self.answers}) == len(self.answers)
 
-    def _prompt_ids(self, tweet: str) -> list[int]:
+    def _render(self, chat: list[dict[str, str]], add_generation_prompt: bool) -> list[int]:
         return _token_ids(self.tokenizer.apply_chat_template(
-            self.prompt.messages(tweet), add_generation_prompt=True, tokenize=True))
+            chat, add_generation_prompt=add_generation_prompt, tokenize=True))
+
+    def _prompt_ids(self, tweet: str) -> list[int]:
+        return self._render(self.prompt.messages(tweet), True)
 
     def _answer(self, tweet: str, prompt_ids: list[int], sentiment: int, check: bool = True) -> list[int]:
         full = _token_ids(self.tokenizer.apply_chat_template(self.prompt.messages(tweet, sentiment), tokenize=True))
@@ -93,6 +99,9 @@ class ChatEncoder:
         if len(prompt_ids) > budget:
             tweet, prompt_ids = self._truncate(tweet, len(prompt_ids) - budget)
             truncated = True
+        if prompt_ids[: len(self.prefix_ids)] != list(self.prefix_ids):
+            raise EncodingError(f"the prompt for {tweet!r} does not start with the system turn's tokens "
+                                f"{list(self.prefix_ids)}: the chat template tokenizes it differently per tweet")
         if sentiment is None:
             return Encoded(prompt_ids, [IGNORE_INDEX] * len(prompt_ids), len(prompt_ids), None, truncated)
         answer = self._answer(tweet, prompt_ids, sentiment)

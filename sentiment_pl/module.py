@@ -13,6 +13,7 @@ from sentiment_pl.metrics import make_metrics, scalar_metrics, trivial_baselines
 from sentiment_pl.model import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head, count_parameters
 from sentiment_pl.model import load_base_model
 from sentiment_pl.objective import answer_sequences, completion_loss, first_token_scores, sequence_log_probs
+from sentiment_pl.prefix import GRADIENT_CHECKPOINTING_CONFLICT, shared_prefix_hidden_states
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +29,9 @@ class SentimentClassifier(pl.LightningModule):
         optimizer: Optimizer over the trainable parameters, e.g. `torch.optim.AdamW` with its `lr`.
         lr_schedule: transformers schedule name: `linear`, `cosine`, `constant`, `constant_with_warmup`, ...
         warmup_ratio: Fraction of the optimizer steps spent warming the learning rate up from 0.
+        share_prefix: Run the system turn that opens every example once per batch and let every example attend
+            to its keys and values (same loss, gradients and scores, less compute). Needs right-padded rows that
+            all start with it; not with `base.gradient_checkpointing`.
     """
 
     # ThroughputMonitor asks for FLOPs per batch; they vary with sequence length, so none are reported.
@@ -35,10 +39,12 @@ class SentimentClassifier(pl.LightningModule):
 
     def __init__(self, base: BaseModelSpec = BaseModelSpec(), lora: LoraSettings | None = LoraSettings(),
                  optimizer: OptimizerCallable = torch.optim.AdamW, lr_schedule: str = "linear",
-                 warmup_ratio: float = 0.0) -> None:
+                 warmup_ratio: float = 0.0, share_prefix: bool = True) -> None:
         super().__init__()
         if not 0 <= warmup_ratio < 1:
             raise ValueError(f"warmup_ratio={warmup_ratio} must be in [0, 1)")
+        if share_prefix and base.gradient_checkpointing:
+            raise ValueError(GRADIENT_CHECKPOINTING_CONFLICT)
         self.save_hyperparameters(ignore=["optimizer"])
         self.base, self.lora = base, lora
         self.optimizer_factory, self.lr_schedule, self.warmup_ratio = optimizer, lr_schedule, warmup_ratio
@@ -47,6 +53,7 @@ class SentimentClassifier(pl.LightningModule):
         self.answers: tuple[tuple[int, ...], ...] = ()
         self.first_tokens_distinct = True
         self.pad_id = 0
+        self.share_prefix, self.prefix_ids = share_prefix, ()
         # Checkpoints hold the trainable weights only; the frozen base is rebuilt by configure_model.
         self.strict_loading = False
 
@@ -58,6 +65,9 @@ class SentimentClassifier(pl.LightningModule):
         dm.load_tokenizer()
         self.class_names, self.answers = dm.prompt.class_names, dm.encoder.answers
         self.first_tokens_distinct, self.pad_id = dm.encoder.first_tokens_distinct, dm.tokenizer.pad_token_id
+        self.prefix_ids = dm.encoder.prefix_ids if self.share_prefix else ()
+        if self.share_prefix and not self.prefix_ids:
+            log.warning("model.share_prefix: the prompt has no system turn to share; every token runs per example")
         if not hasattr(self, "metrics"):
             self.metrics = torch.nn.ModuleDict({s: make_metrics(len(self.class_names)) for s in STAGES})
         log.info("class scoring: %s", "first answer token (one pass)" if self.first_tokens_distinct
@@ -76,6 +86,8 @@ class SentimentClassifier(pl.LightningModule):
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         backbone, _ = backbone_and_head(self.model)
+        if self.prefix_ids:
+            return shared_prefix_hidden_states(backbone, input_ids, attention_mask, self.prefix_ids)
         return backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 
     @property

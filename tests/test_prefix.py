@@ -1,0 +1,209 @@
+"""The shared system-turn prefix: where the split falls, and that computing it once per batch changes nothing.
+
+Equality is checked on a 4-bit NF4 tiny Llama with LoRA on k_proj/v_proj (non-zero B, so every adapter has a
+gradient), on real tweets with the real tokenizer, right-padded batches of different lengths. Tolerances, in
+float32, where the two computations differ only in summation order (measured: ~1e-6 relative): hidden states
+and losses rtol 1e-5 / atol 1e-5; adapter gradients (up to ~0.5) rtol 1e-5 / atol 1e-6; class log-probabilities
+atol 1e-5.
+"""
+
+import copy
+
+import pytest
+import torch
+
+from conftest import TINY_ARCHITECTURE
+from sentiment_pl.batching import Collator
+from sentiment_pl.encoding import IGNORE_INDEX, ChatEncoder, EncodingError
+from sentiment_pl.model import BaseModelSpec, LoraSettings
+from sentiment_pl.module import SentimentClassifier
+from sentiment_pl.objective import completion_loss
+from sentiment_pl.prefix import common_prefix, shared_prefix_hidden_states
+from sentiment_pl.prompts import PromptSpec
+
+HIDDEN = {"rtol": 1e-5, "atol": 1e-5}
+GRADS = {"rtol": 1e-5, "atol": 1e-6}
+
+
+@pytest.fixture(scope="module")
+def encoder(tokenizer):
+    return ChatEncoder(tokenizer, PromptSpec(), max_length=256)
+
+
+def test_common_prefix():
+    assert common_prefix([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == (1, 2)
+    assert common_prefix([[1, 2], [1, 2, 3]]) == (1, 2)
+    assert common_prefix([[7], [1, 2]]) == ()
+
+
+def test_prefix_is_the_system_turn_and_opens_every_example(encoder, tokenizer, tweets):
+    prefix = list(encoder.prefix_ids)
+    assert tokenizer.decode(prefix) == f"<|system|>\n{PromptSpec().system_prompt}</s>\n"
+    assert len(prefix) == 43
+    for text, sentiment in zip(tweets.texts[:300], tweets.sentiments[:300]):
+        e = encoder.encode(text, sentiment)
+        assert e.input_ids[: len(prefix)] == prefix
+        # The first supervised target comes after the prefix and the user turn: the loss never needs a logit
+        # at a prefix position.
+        assert e.prompt_length > len(prefix) + 1
+        assert set(e.labels[: e.prompt_length]) == {IGNORE_INDEX}
+
+
+def test_no_system_turn_no_prefix(tokenizer):
+    assert ChatEncoder(tokenizer, PromptSpec(system_prompt=""), max_length=256).prefix_ids == ()
+
+
+def test_a_system_turn_that_changes_with_the_tweet_is_an_error(tokenizer):
+    shouting = copy.deepcopy(tokenizer)
+    # Renders the system turn in capitals when the tweet contains SHOUT: no probe tweet triggers it.
+    shouting.chat_template = tokenizer.chat_template.replace(
+        "{{ '<|system|>\n' + message['content'] + eos_token }}",
+        "{{ '<|system|>\n' + (message['content'].upper() if 'SHOUT' in messages[-1]['content'] else "
+        "message['content']) + eos_token }}")
+    encoder = ChatEncoder(shouting, PromptSpec(), max_length=256)
+    assert len(encoder.prefix_ids) == 43
+    encoder.encode("calm tweet", 1)
+    with pytest.raises(EncodingError, match="does not start with the system turn"):
+        encoder.encode("SHOUT tweet", 1)
+
+
+# -- the model: shared equals unshared ---------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def classifier(tokenizer_dir, encoder):
+    """A 4-bit tiny Llama + LoRA (no dropout, random B) in a SentimentClassifier, outside a Trainer."""
+    spec = BaseModelSpec(name=str(tokenizer_dir), random_init=True, architecture=TINY_ARCHITECTURE,
+                         quantization="nf4", dtype="float32")
+    module = SentimentClassifier(spec, LoraSettings(dropout=0.0))
+    module.configure_model()
+    torch.manual_seed(0)
+    for name, p in module.model.named_parameters():
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.1)  # B starts at zero; non-zero B gives every A a gradient
+    module.answers, module.pad_id = encoder.answers, 0
+    return module
+
+
+def real_batch(encoder, tweets, start: int, size: int) -> dict[str, torch.Tensor]:
+    """Right-padded batch of real tweets; their lengths differ, so most rows are padded."""
+    items = [(i, encoder.encode(tweets.texts[i], tweets.sentiments[i])) for i in range(start, start + size)]
+    batch = Collator(pad_token_id=0)(items)
+    assert (batch["attention_mask"] == 0).any()
+    return batch
+
+
+def loss_and_grads(module, batches, prefix: tuple[int, ...]) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Gradient accumulation over micro-batches, as the Trainer does: each loss / len(batches), backward each.
+
+    An empty `prefix` is the unshared computation."""
+    module.prefix_ids = prefix
+    module.model.zero_grad()
+    losses = []
+    for batch in batches:
+        hidden = module.hidden_states(batch["input_ids"], batch["attention_mask"])
+        loss = completion_loss(hidden, batch["labels"], module.head)
+        (loss / len(batches)).backward()
+        losses.append(loss.detach())
+    grads = {n: p.grad.clone() for n, p in module.model.named_parameters() if p.requires_grad}
+    return losses, grads
+
+
+def test_loss_and_adapter_gradients_equal_the_unshared_computation(classifier, encoder, tweets):
+    batches = [real_batch(encoder, tweets, 0, 6), real_batch(encoder, tweets, 6, 5)]
+    losses, grads = loss_and_grads(classifier, batches, encoder.prefix_ids)
+    ref_losses, ref_grads = loss_and_grads(classifier, batches, ())
+    for loss, ref in zip(losses, ref_losses):
+        torch.testing.assert_close(loss, ref, **HIDDEN)
+    assert len(grads) == 2 * 2 * 2  # lora_A and lora_B on k_proj and v_proj in 2 layers
+    for name, ref in ref_grads.items():
+        assert ref.abs().sum() > 0, name
+        torch.testing.assert_close(grads[name], ref, **GRADS, msg=name)
+
+
+def test_hidden_states_equal_and_padding_changes_nothing(classifier, encoder, tweets):
+    backbone = classifier.model.get_base_model().get_decoder()
+    batch = real_batch(encoder, tweets, 20, 6)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    with torch.no_grad():
+        shared = shared_prefix_hidden_states(backbone, ids, mask, encoder.prefix_ids)
+        full = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
+        real = mask.bool()
+        torch.testing.assert_close(shared[real], full[real], **HIDDEN)
+        for row in range(len(ids)):  # each row alone, unpadded, gives the same hidden states
+            n = int(mask[row].sum())
+            alone = shared_prefix_hidden_states(backbone, ids[row:row + 1, :n], mask[row:row + 1, :n],
+                                                encoder.prefix_ids)
+            torch.testing.assert_close(shared[row, :n], alone[0], **HIDDEN)
+
+
+@pytest.mark.parametrize("first_token", [True, False], ids=["first-token", "whole-answer"])
+def test_class_scores_equal_the_unshared_scores(classifier, encoder, tweets, first_token):
+    classifier.first_tokens_distinct = first_token
+    unlabeled = [(i, encoder.encode(tweets.texts[i])) for i in range(40, 47)]  # prompts alone, as in predict
+    for batch in (real_batch(encoder, tweets, 30, 7), Collator(0)(unlabeled)):
+        with torch.no_grad():
+            classifier.prefix_ids = encoder.prefix_ids
+            shared = classifier.class_log_probs(batch)
+            classifier.prefix_ids = ()
+            reference = classifier.class_log_probs(batch)
+        assert shared.shape == (7, 3)
+        torch.testing.assert_close(shared, reference, rtol=0, atol=1e-5)
+
+
+def test_rows_that_do_not_start_with_the_prefix_are_refused(classifier, encoder, tweets):
+    backbone = classifier.model.get_base_model().get_decoder()
+    batch = real_batch(encoder, tweets, 0, 3)
+    left_padded = torch.roll(batch["input_ids"], 1, dims=1), torch.roll(batch["attention_mask"], 1, dims=1)
+    with pytest.raises(ValueError, match="model.share_prefix: false"):
+        shared_prefix_hidden_states(backbone, *left_padded, encoder.prefix_ids)
+
+
+def test_gradient_checkpointing_is_refused_naming_the_keys(tokenizer_dir):
+    spec = BaseModelSpec(name=str(tokenizer_dir), gradient_checkpointing=True)
+    with pytest.raises(ValueError, match="model.share_prefix: false"):
+        SentimentClassifier(spec)
+    SentimentClassifier(spec, share_prefix=False)
+
+
+def fit_and_predict(tmp_path, tokenizer_dir, share_prefix: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Two optimizer steps of plain SGD over 2 micro-batches each, then predict: trained adapters and probs."""
+    import lightning.pytorch as pl
+
+    from sentiment_pl.data import TweetSentimentData
+    from sentiment_pl.sources import LocalFiles
+
+    spec = BaseModelSpec(name=str(tokenizer_dir), random_init=True, architecture=TINY_ARCHITECTURE,
+                         quantization="nf4", dtype="float32")
+    module = SentimentClassifier(spec, LoraSettings(dropout=0.0), share_prefix=share_prefix, lr_schedule="constant",
+                                 optimizer=lambda params: torch.optim.SGD(params, lr=1.0))
+    files = {split: str(tmp_path / f"{split}.jsonl") for split in ("train", "validation", "test")}
+    data = TweetSentimentData(LocalFiles(**files), tokenizer=str(tokenizer_dir), batch_size=6, max_length=128)
+    pl.seed_everything(0)
+    trainer = pl.Trainer(accelerator="cpu", max_steps=2, accumulate_grad_batches=2, limit_val_batches=0,
+                         logger=False, enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, default_root_dir=tmp_path)
+    trainer.fit(module, datamodule=data)
+    assert module.prefix_ids == (data.encoder.prefix_ids if share_prefix else ())
+    probs = torch.cat([p["probs"] for p in trainer.predict(module, datamodule=data)])
+    adapters = {n: p.detach().clone() for n, p in module.model.named_parameters() if p.requires_grad}
+    return adapters, probs
+
+
+@pytest.mark.slow
+def test_training_with_accumulation_and_prediction_equal_the_unshared_run(tmp_path, tokenizer_dir, tweets):
+    import json
+
+    for split, rows in {"train": range(0, 24), "validation": range(24, 30), "test": range(30, 45)}.items():
+        with open(tmp_path / f"{split}.jsonl", "w") as f:
+            for i in rows:
+                f.write(json.dumps({"text": tweets.texts[i], "label": tweets.sentiments[i]}) + "\n")
+    shared, shared_probs = fit_and_predict(tmp_path, tokenizer_dir, share_prefix=True)
+    reference, reference_probs = fit_and_predict(tmp_path, tokenizer_dir, share_prefix=False)
+    moved = 0
+    for name, ref in reference.items():
+        torch.testing.assert_close(shared[name], ref, **GRADS, msg=name)
+        moved += "lora_B" in name and ref.abs().sum() > 0
+    assert moved == 4  # every B left zero: both runs really trained
+    assert shared_probs.shape == (15, 3)
+    torch.testing.assert_close(shared_probs, reference_probs, rtol=0, atol=1e-5)
