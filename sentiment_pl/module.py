@@ -13,7 +13,7 @@ from sentiment_pl.metrics import make_metrics, scalar_metrics, trivial_baselines
 from sentiment_pl.model import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head, count_parameters
 from sentiment_pl.model import load_base_model
 from sentiment_pl.objective import answer_sequences, completion_loss, first_token_scores, sequence_log_probs
-from sentiment_pl.prefix import GRADIENT_CHECKPOINTING_CONFLICT, shared_prefix_hidden_states
+from sentiment_pl.prefix import check_attention, shared_prefix_hidden_states, use_shared_prefix_attention
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ class SentimentClassifier(pl.LightningModule):
         warmup_ratio: Fraction of the optimizer steps spent warming the learning rate up from 0.
         share_prefix: Run the system turn that opens every example once per batch and let every example attend
             to its keys and values (same loss, gradients and scores, less compute). Needs right-padded rows that
-            all start with it; not with `base.gradient_checkpointing`.
+            all start with it and `base.attn_implementation: sdpa`.
     """
 
     # ThroughputMonitor asks for FLOPs per batch; they vary with sequence length, so none are reported.
@@ -43,8 +43,8 @@ class SentimentClassifier(pl.LightningModule):
         super().__init__()
         if not 0 <= warmup_ratio < 1:
             raise ValueError(f"warmup_ratio={warmup_ratio} must be in [0, 1)")
-        if share_prefix and base.gradient_checkpointing:
-            raise ValueError(GRADIENT_CHECKPOINTING_CONFLICT)
+        if share_prefix:
+            check_attention(base.attn_implementation)
         self.save_hyperparameters(ignore=["optimizer"])
         self.base, self.lora = base, lora
         self.optimizer_factory, self.lr_schedule, self.warmup_ratio = optimizer, lr_schedule, warmup_ratio
@@ -79,6 +79,8 @@ class SentimentClassifier(pl.LightningModule):
             return
         model = load_base_model(self.base, device=self.trainer.strategy.root_device if self._trainer else "cpu")
         self.model = add_adapters(model, self.base, self.lora)
+        if self.share_prefix:
+            use_shared_prefix_attention(self.model)
         trainable, total = count_parameters(self.model)
         log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
 

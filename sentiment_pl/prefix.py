@@ -1,11 +1,15 @@
 """The shared prefix: every conversation opens with the same system turn, so it is computed once per batch.
 
 With TinyLlama's template the system turn is 43 of a sample's ~100 tokens. Instead of running it for every
-example, the decoder runs it once (batch dimension 1); its keys and values, expanded over the batch without a copy,
-become the KV cache that every example's remaining tokens attend to. Nothing is detached: the LoRA adapters on
-k_proj/v_proj change every step, and their gradients through the shared keys and values are the sum over the
-batch, as in the unshared computation. The result is the unshared model's hidden states at every position,
-so the loss and class scoring downstream do not change at all.
+example, the decoder runs once over one packed sequence: the prefix (once), then every example's remaining
+tokens. In each layer, attention is split: the prefix attends causally to itself; each example's tokens attend to
+the prefix's keys and values (expanded over the batch, a view) and causally to their own. Nothing is detached: the
+LoRA adapters on k_proj/v_proj change every step, and their gradients through the shared keys and values are the
+sum over the batch, as in the unshared computation. One decoder call (not a prefix pass plus a KV-cache pass)
+matters on 4-bit models: bitsandbytes dequantizes every weight once per call, forward and backward. Positions,
+causality and right padding are those of the unshared rows, so the result is the unshared model's hidden states
+at every position, and the loss and class scoring downstream do not change; transformers' gradient
+checkpointing works unchanged, as the layout travels as a plain keyword argument.
 
 Two places guard the split: the encoder checks that the prefix is a token prefix of every encoded example, and
 `shared_prefix_hidden_states` checks every row of every batch before using it.
@@ -22,11 +26,6 @@ from sentiment_pl.prompts import PromptSpec
 # Tweets chosen to start with what could merge with the template's tokens before them (newline, space,
 # punctuation, a mention, an emoji): the prefix stops before any token they change.
 PROBE_TWEETS = ("probe tweet", "\nnew line", " leading space", "!!", "@user 12", "\U0001F600 ok", "<|user|>")
-
-GRADIENT_CHECKPOINTING_CONFLICT = (
-    "model.share_prefix: true cannot be combined with model.base.gradient_checkpointing: true: transformers' "
-    "checkpointed decoder layers drop the KV cache in training, so the examples would not attend to the shared "
-    "prefix at all. Set model.share_prefix: false to use gradient checkpointing.")
 
 
 def common_prefix(sequences: Sequence[Sequence[int]]) -> tuple[int, ...]:
@@ -54,24 +53,96 @@ def system_turn_prefix(render: Callable[[list[dict[str, str]], bool], list[int]]
     return common_prefix([system] + [render(prompt.messages(t), True) for t in PROBE_TWEETS])
 
 
+ATTENTION = "sentiment_pl_shared_prefix"
+# The kernels the split attention wraps: any that takes an additive 4-D mask would do; sdpa is the default one.
+BASE_ATTENTION = ("sdpa",)
+
+
+def use_shared_prefix_attention(model) -> None:
+    """Switch a transformers model to the attention that `shared_prefix_hidden_states` needs.
+
+    It is the model's own kernel (`sdpa`), unchanged for every ordinary call; only a forward given the
+    `shared_prefix` layout splits attention into the prefix's and the rows'.
+    """
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    inner = model.get_base_model() if hasattr(model, "get_base_model") else model
+    current = inner.config._attn_implementation
+    if current.startswith(ATTENTION):
+        return
+    check_attention(current)
+    name = f"{ATTENTION}_{current}"
+    AttentionInterface.register(name, _shared_prefix_attention(AttentionInterface()[current]))
+    AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[current])
+    inner.set_attn_implementation(name)
+
+
+def check_attention(attn_implementation: str) -> None:
+    """Refuse an attention kernel the shared prefix cannot wrap, naming the keys to change."""
+    if attn_implementation not in BASE_ATTENTION:
+        raise ValueError(f"model.share_prefix: true needs model.base.attn_implementation in {list(BASE_ATTENTION)}, "
+                         f"not {attn_implementation!r}; set model.share_prefix: false to use {attn_implementation!r}")
+
+
+def _shared_prefix_attention(base: Callable) -> Callable:
+    """`base` attention, or, given `shared_prefix=(P, B, S)`, attention over one packed sequence holding the
+    prefix once (P tokens) and then B right-padded rows of S tokens that each attend to the prefix and, causally,
+    to themselves. Right padding never reaches a real token: it only ever comes after it."""
+
+    def attention(module, query, key, value, attention_mask, shared_prefix: tuple[int, int, int] | None = None,
+                  **kwargs):
+        if shared_prefix is None:
+            return base(module, query, key, value, attention_mask, **kwargs)
+        length, batch, rest = shared_prefix
+        q_prefix, q_rows = _split(query, length, batch, rest)
+        k_prefix, k_rows = _split(key, length, batch, rest)
+        v_prefix, v_rows = _split(value, length, batch, rest)
+        # No mask: sdpa then runs causal attention with its fastest kernel.
+        prefix_out, _ = base(module, q_prefix, k_prefix, v_prefix, None, **kwargs)
+        # expand() is a view: the cat is the only copy, as in the unshared computation, and backward sums the
+        # rows' gradients into the one prefix computation (LoRA on k_proj/v_proj learns through it).
+        keys = torch.cat([k_prefix.expand(batch, -1, -1, -1), k_rows], dim=2)
+        values = torch.cat([v_prefix.expand(batch, -1, -1, -1), v_rows], dim=2)
+        rows_out, _ = base(module, q_rows, keys, values, _rows_mask(rest, length, query), **kwargs)
+        return torch.cat([prefix_out, rows_out.reshape(1, batch * rest, *rows_out.shape[2:])], dim=1), None
+
+    return attention
+
+
+def _split(states: torch.Tensor, length: int, batch: int, rest: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """[1, heads, P + B*S, d] -> the prefix [1, heads, P, d] and the rows [B, heads, S, d]."""
+    return states[:, :, :length], states[0, :, length:].unflatten(1, (batch, rest)).transpose(0, 1)
+
+
+def _rows_mask(queries: int, offset: int, like: torch.Tensor) -> torch.Tensor:
+    """Additive mask [1, 1, queries, offset + queries]: query i sees the prefix and its row's keys up to i."""
+    allowed = torch.ones(queries, offset + queries, dtype=torch.bool, device=like.device).tril(offset)
+    zero = torch.zeros((), dtype=like.dtype, device=like.device)
+    return torch.where(allowed, zero, torch.finfo(like.dtype).min)[None, None]
+
+
 def shared_prefix_hidden_states(backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                                 prefix: Sequence[int]) -> torch.Tensor:
     """Final hidden states [batch, T, width] of right-padded rows that all start with `prefix`, which runs once.
 
     Equal, up to float rounding, to `backbone(input_ids, attention_mask).last_hidden_state`, gradients included.
+    The decoder runs once, on one packed sequence: the prefix, then every row's remaining tokens, with the
+    positions they have in their rows.
     """
-    from transformers import DynamicCache
-
-    batch, length = input_ids.shape[0], len(prefix)
+    if not backbone.config._attn_implementation.startswith(ATTENTION):
+        raise RuntimeError("shared_prefix_hidden_states needs use_shared_prefix_attention(model) first")
     check_rows_start_with(input_ids, attention_mask, prefix)
-    head = backbone(input_ids=input_ids[:1, :length], use_cache=True)
-    # expand() is a view: each layer's cat() with the suffix keys/values is the only copy, as in the unshared
-    # computation, and backward sums the batch's gradients into the one prefix computation.
-    cache = DynamicCache([(k.expand(batch, -1, -1, -1), v.expand(batch, -1, -1, -1)) for k, v, *_ in head.cache],
-                         config=backbone.config)
-    # The 2-D mask covers prefix + suffix; positions continue from the cache's length, as in the full rows.
-    tail = backbone(input_ids=input_ids[:, length:], attention_mask=attention_mask, cache=cache, use_cache=True)
-    return torch.cat([head.last_hidden_state.expand(batch, -1, -1), tail.last_hidden_state], dim=1)
+    length, (batch, width) = len(prefix), input_ids.shape
+    rest = width - length
+    packed = torch.cat([input_ids[0, :length], input_ids[:, length:].flatten()])[None]
+    positions = torch.arange(width, device=input_ids.device)
+    positions = torch.cat([positions[:length], positions[length:].repeat(batch)])[None]
+    # A 4-D mask is used as given: the shared-prefix attention builds its own, so none of [P+B*S]^2 is built.
+    placeholder = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=input_ids.device)
+    hidden = backbone(input_ids=packed, position_ids=positions, attention_mask=placeholder,
+                      shared_prefix=(length, batch, rest)).last_hidden_state
+    return torch.cat([hidden[:, :length].expand(batch, -1, -1), hidden[0, length:].view(batch, rest, -1)], dim=1)
 
 
 def check_rows_start_with(input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: Sequence[int]) -> None:

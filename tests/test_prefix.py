@@ -1,7 +1,7 @@
 """The shared system-turn prefix: where the split falls, and that computing it once per batch changes nothing.
 
 Equality is checked on a 4-bit NF4 tiny Llama with LoRA on k_proj/v_proj (non-zero B, so every adapter has a
-gradient), on real tweets with the real tokenizer, right-padded batches of different lengths. Tolerances, in
+gradient), with and without gradient checkpointing, with gradient accumulation, on real tweets with the real tokenizer, right-padded batches of different lengths. Tolerances, in
 float32, where the two computations differ only in summation order (measured: ~1e-6 relative): hidden states
 and losses rtol 1e-5 / atol 1e-5; adapter gradients (up to ~0.5) rtol 1e-5 / atol 1e-6; class log-probabilities
 atol 1e-5.
@@ -15,10 +15,10 @@ import torch
 from conftest import TINY_ARCHITECTURE
 from sentiment_pl.batching import Collator
 from sentiment_pl.encoding import IGNORE_INDEX, ChatEncoder, EncodingError
-from sentiment_pl.model import BaseModelSpec, LoraSettings
+from sentiment_pl.model import BaseModelSpec, LoraSettings, load_base_model
 from sentiment_pl.module import SentimentClassifier
 from sentiment_pl.objective import completion_loss
-from sentiment_pl.prefix import common_prefix, shared_prefix_hidden_states
+from sentiment_pl.prefix import common_prefix, shared_prefix_hidden_states, use_shared_prefix_attention
 from sentiment_pl.prompts import PromptSpec
 
 HIDDEN = {"rtol": 1e-5, "atol": 1e-5}
@@ -70,11 +70,10 @@ def test_a_system_turn_that_changes_with_the_tweet_is_an_error(tokenizer):
 # -- the model: shared equals unshared ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def classifier(tokenizer_dir, encoder):
+def make_classifier(tokenizer_dir, encoder, gradient_checkpointing: bool = False) -> SentimentClassifier:
     """A 4-bit tiny Llama + LoRA (no dropout, random B) in a SentimentClassifier, outside a Trainer."""
     spec = BaseModelSpec(name=str(tokenizer_dir), random_init=True, architecture=TINY_ARCHITECTURE,
-                         quantization="nf4", dtype="float32")
+                         quantization="nf4", dtype="float32", gradient_checkpointing=gradient_checkpointing)
     module = SentimentClassifier(spec, LoraSettings(dropout=0.0))
     module.configure_model()
     torch.manual_seed(0)
@@ -82,7 +81,13 @@ def classifier(tokenizer_dir, encoder):
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.1)  # B starts at zero; non-zero B gives every A a gradient
     module.answers, module.pad_id = encoder.answers, 0
+    module.model.train()
     return module
+
+
+@pytest.fixture(scope="module")
+def classifier(tokenizer_dir, encoder):
+    return make_classifier(tokenizer_dir, encoder)
 
 
 def real_batch(encoder, tweets, start: int, size: int) -> dict[str, torch.Tensor]:
@@ -109,7 +114,11 @@ def loss_and_grads(module, batches, prefix: tuple[int, ...]) -> tuple[list[torch
     return losses, grads
 
 
-def test_loss_and_adapter_gradients_equal_the_unshared_computation(classifier, encoder, tweets):
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "gradient-checkpointing"])
+def test_loss_and_adapter_gradients_equal_the_unshared_computation(classifier, tokenizer_dir, encoder, tweets,
+                                                                   checkpointing):
+    if checkpointing:
+        classifier = make_classifier(tokenizer_dir, encoder, gradient_checkpointing=True)
     batches = [real_batch(encoder, tweets, 0, 6), real_batch(encoder, tweets, 6, 5)]
     losses, grads = loss_and_grads(classifier, batches, encoder.prefix_ids)
     ref_losses, ref_grads = loss_and_grads(classifier, batches, ())
@@ -159,11 +168,27 @@ def test_rows_that_do_not_start_with_the_prefix_are_refused(classifier, encoder,
         shared_prefix_hidden_states(backbone, *left_padded, encoder.prefix_ids)
 
 
-def test_gradient_checkpointing_is_refused_naming_the_keys(tokenizer_dir):
-    spec = BaseModelSpec(name=str(tokenizer_dir), gradient_checkpointing=True)
-    with pytest.raises(ValueError, match="model.share_prefix: false"):
+def test_other_attention_kernels_are_refused_naming_the_keys(tokenizer_dir):
+    spec = BaseModelSpec(name=str(tokenizer_dir), attn_implementation="eager")
+    with pytest.raises(ValueError, match="model.base.attn_implementation.*model.share_prefix: false"):
         SentimentClassifier(spec)
     SentimentClassifier(spec, share_prefix=False)
+
+
+def test_the_switched_attention_leaves_ordinary_forwards_bit_identical(tokenizer_dir):
+    spec = BaseModelSpec(name=str(tokenizer_dir), random_init=True, architecture=TINY_ARCHITECTURE,
+                         quantization="nf4", dtype="float32")
+    model = load_base_model(spec)
+    ids = torch.randint(3, 32000, (3, 20), generator=torch.Generator().manual_seed(0))
+    mask = torch.ones_like(ids)
+    mask[1, 12:] = 0
+    with torch.no_grad():
+        before = model(input_ids=ids, attention_mask=mask).logits
+        use_shared_prefix_attention(model)
+        assert model.config._attn_implementation == "sentiment_pl_shared_prefix_sdpa"
+        assert torch.equal(model(input_ids=ids, attention_mask=mask).logits, before)
+        with pytest.raises(RuntimeError, match="use_shared_prefix_attention"):
+            shared_prefix_hidden_states(load_base_model(spec).get_decoder(), ids, mask, ids[0, :4].tolist())
 
 
 def fit_and_predict(tmp_path, tokenizer_dir, share_prefix: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
