@@ -81,8 +81,9 @@ def use_shared_prefix_attention(model) -> None:
 def check_attention(attn_implementation: str) -> None:
     """Refuse an attention kernel the shared prefix cannot wrap, naming the keys to change."""
     if attn_implementation not in BASE_ATTENTION:
-        raise ValueError(f"model.share_prefix: true needs model.base.attn_implementation in {list(BASE_ATTENTION)}, "
-                         f"not {attn_implementation!r}; set model.share_prefix: false to use {attn_implementation!r}")
+        raise ValueError(f"model.share_prefix: true needs model.base.attn_implementation in "
+                         f"{list(BASE_ATTENTION)}, not {attn_implementation!r}; set model.share_prefix: false to "
+                         f"use {attn_implementation!r}")
 
 
 def _shared_prefix_attention(base: Callable) -> Callable:
@@ -149,7 +150,8 @@ def check_rows_start_with(input_ids: torch.Tensor, attention_mask: torch.Tensor,
     """Raise unless every row starts with `prefix`, unpadded, and has at least one token after it."""
     length = len(prefix)
     if input_ids.shape[1] <= length:
-        raise ValueError(f"rows of {input_ids.shape[1]} tokens do not extend past the {length}-token shared prefix")
+        raise ValueError(f"rows of {input_ids.shape[1]} tokens do not extend past the {length}-token shared "
+                         "prefix; set model.share_prefix: false for such data")
     expected = torch.tensor(prefix, device=input_ids.device)
     # One host-device sync per forward: the price of failing loudly instead of training on wrong attention.
     bad = ((input_ids[:, :length] != expected) | (attention_mask[:, :length] == 0)).any(dim=1)

@@ -1,10 +1,10 @@
 """The shared system-turn prefix: where the split falls, and that computing it once per batch changes nothing.
 
 Equality is checked on a 4-bit NF4 tiny Llama with LoRA on k_proj/v_proj (non-zero B, so every adapter has a
-gradient), with and without gradient checkpointing, with gradient accumulation, on real tweets with the real tokenizer, right-padded batches of different lengths. Tolerances, in
-float32, where the two computations differ only in summation order (measured: ~1e-6 relative): hidden states
-and losses rtol 1e-5 / atol 1e-5; adapter gradients (up to ~0.5) rtol 1e-5 / atol 1e-6; class log-probabilities
-atol 1e-5.
+gradient), with and without gradient checkpointing, with gradient accumulation, on real tweets with the real
+tokenizer, right-padded batches of different lengths. Tolerances, in float32, where the two computations differ
+only in summation order (measured: ~1e-6 relative): hidden states and losses rtol 1e-5 / atol 1e-5; adapter
+gradients (up to ~0.5) rtol 1e-5 / atol 1e-6; class log-probabilities atol 1e-5.
 """
 
 import copy
@@ -119,6 +119,8 @@ def test_loss_and_adapter_gradients_equal_the_unshared_computation(classifier, t
                                                                    checkpointing):
     if checkpointing:
         classifier = make_classifier(tokenizer_dir, encoder, gradient_checkpointing=True)
+    # The flag transformers' checkpointed layers read: the layers really replay in backward.
+    assert classifier.model.get_base_model().model.layers[0].gradient_checkpointing == checkpointing
     batches = [real_batch(encoder, tweets, 0, 6), real_batch(encoder, tweets, 6, 5)]
     losses, grads = loss_and_grads(classifier, batches, encoder.prefix_ids)
     ref_losses, ref_grads = loss_and_grads(classifier, batches, ())
@@ -200,8 +202,8 @@ def fit_and_predict(tmp_path, tokenizer_dir, share_prefix: bool) -> tuple[dict[s
 
     spec = BaseModelSpec(name=str(tokenizer_dir), random_init=True, architecture=TINY_ARCHITECTURE,
                          quantization="nf4", dtype="float32")
-    module = SentimentClassifier(spec, LoraSettings(dropout=0.0), share_prefix=share_prefix, lr_schedule="constant",
-                                 optimizer=lambda params: torch.optim.SGD(params, lr=1.0))
+    module = SentimentClassifier(spec, LoraSettings(dropout=0.0), share_prefix=share_prefix,
+                                 lr_schedule="constant", optimizer=lambda params: torch.optim.SGD(params, lr=1.0))
     files = {split: str(tmp_path / f"{split}.jsonl") for split in ("train", "validation", "test")}
     data = TweetSentimentData(LocalFiles(**files), tokenizer=str(tokenizer_dir), batch_size=6, max_length=128)
     pl.seed_everything(0)
