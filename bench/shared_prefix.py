@@ -6,7 +6,7 @@ length-grouped batches, as training sees them. Each round times one training ste
 AdamW step) with the prefix shared and one without, in alternating order, then the same for class scoring of an
 evaluation batch; the ratios are medians of the per-round ratios, so load from other processes hits both sides.
 
-    python bench/shared_prefix.py [--quick] [--output runs/bench/shared_prefix.json]
+    python bench/shared_prefix.py [--quick] [--threads N] [--output runs/bench/shared_prefix.json]
 
 Prints a table, writes the full results as JSON, and ends with one `key=value` line.
 """
@@ -44,6 +44,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="timed rounds per measurement (default 20, quick 4)")
     parser.add_argument("--batch-size", type=int, default=12, help="training batch (the seed's 12)")
     parser.add_argument("--eval-batch-size", type=int, default=64, help="class-scoring batch")
+    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice). On a machine "
+                        "shared with other jobs, 1 avoids threads waiting on each other, which swamps the ratios")
     parser.add_argument("--shared", type=Path, default=SHARED, help="folder with models/ and data/")
     parser.add_argument("--output", type=Path, default=ROOT / "runs" / "bench" / "shared_prefix.json")
     return parser.parse_args()
@@ -129,6 +131,8 @@ def summarize(times: dict[str, list[float]], samples: int) -> dict[str, float]:
 def main() -> None:
     args = parse_args()
     args.rounds = args.rounds or (4 if args.quick else 20)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     module, encoder, train_batches, eval_batches = build(args)
     prefix = encoder.prefix_ids

@@ -18,6 +18,7 @@ Two places guard the split: the encoder checks that the prefix is a token prefix
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import torch
 
@@ -86,41 +87,52 @@ def check_attention(attn_implementation: str) -> None:
                          f"use {attn_implementation!r}")
 
 
-def _shared_prefix_attention(base: Callable) -> Callable:
-    """`base` attention, or, given `shared_prefix=(P, B, S)`, attention over one packed sequence holding the
-    prefix once (P tokens) and then B right-padded rows of S tokens that each attend to the prefix and, causally,
-    to themselves. Right padding never reaches a real token: it only ever comes after it."""
+@dataclass(frozen=True)
+class PackedLayout:
+    """One packed sequence: the prefix once (`length` tokens), then `batch` right-padded rows of `rest` tokens.
 
-    def attention(module, query, key, value, attention_mask, shared_prefix: tuple[int, int, int] | None = None,
-                  **kwargs):
+    `rows_mask` [1, 1, rest, length + rest] (True: attend): a row's token i sees the prefix and its row up to i.
+    Right padding needs no mask: it only ever comes after a row's real tokens.
+    """
+
+    length: int
+    batch: int
+    rest: int
+    rows_mask: torch.Tensor
+
+    @classmethod
+    def of(cls, length: int, batch: int, rest: int, device: torch.device) -> PackedLayout:
+        mask = torch.ones(rest, length + rest, dtype=torch.bool, device=device).tril(length)
+        return cls(length, batch, rest, mask[None, None])
+
+    def split(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[1, heads, P + B*S, d] -> the prefix [1, heads, P, d] and the rows [B, heads, S, d]."""
+        # One split (its backward is one cat), not two slices (each would scatter into a zeroed full-size grad).
+        prefix, rows = states.split([self.length, self.batch * self.rest], dim=2)
+        return prefix, rows[0].unflatten(1, (self.batch, self.rest)).transpose(0, 1)
+
+
+def _shared_prefix_attention(base: Callable) -> Callable:
+    """`base` attention, or, given a `shared_prefix` layout, attention over its packed sequence: the prefix
+    attends causally to itself, every row to the prefix and causally to itself."""
+
+    def attention(module, query, key, value, attention_mask, shared_prefix: PackedLayout | None = None, **kwargs):
         if shared_prefix is None:
             return base(module, query, key, value, attention_mask, **kwargs)
-        length, batch, rest = shared_prefix
-        q_prefix, q_rows = _split(query, length, batch, rest)
-        k_prefix, k_rows = _split(key, length, batch, rest)
-        v_prefix, v_rows = _split(value, length, batch, rest)
+        batch, rest = shared_prefix.batch, shared_prefix.rest
+        q_prefix, q_rows = shared_prefix.split(query)
+        k_prefix, k_rows = shared_prefix.split(key)
+        v_prefix, v_rows = shared_prefix.split(value)
         # No mask: sdpa then runs causal attention with its fastest kernel.
         prefix_out, _ = base(module, q_prefix, k_prefix, v_prefix, None, **kwargs)
         # expand() is a view: the cat is the only copy, as in the unshared computation, and backward sums the
         # rows' gradients into the one prefix computation (LoRA on k_proj/v_proj learns through it).
         keys = torch.cat([k_prefix.expand(batch, -1, -1, -1), k_rows], dim=2)
         values = torch.cat([v_prefix.expand(batch, -1, -1, -1), v_rows], dim=2)
-        rows_out, _ = base(module, q_rows, keys, values, _rows_mask(rest, length, query), **kwargs)
+        rows_out, _ = base(module, q_rows, keys, values, shared_prefix.rows_mask, **kwargs)
         return torch.cat([prefix_out, rows_out.reshape(1, batch * rest, *rows_out.shape[2:])], dim=1), None
 
     return attention
-
-
-def _split(states: torch.Tensor, length: int, batch: int, rest: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """[1, heads, P + B*S, d] -> the prefix [1, heads, P, d] and the rows [B, heads, S, d]."""
-    return states[:, :, :length], states[0, :, length:].unflatten(1, (batch, rest)).transpose(0, 1)
-
-
-def _rows_mask(queries: int, offset: int, like: torch.Tensor) -> torch.Tensor:
-    """Additive mask [1, 1, queries, offset + queries]: query i sees the prefix and its row's keys up to i."""
-    allowed = torch.ones(queries, offset + queries, dtype=torch.bool, device=like.device).tril(offset)
-    zero = torch.zeros((), dtype=like.dtype, device=like.device)
-    return torch.where(allowed, zero, torch.finfo(like.dtype).min)[None, None]
 
 
 def shared_prefix_hidden_states(backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor,
@@ -141,9 +153,11 @@ def shared_prefix_hidden_states(backbone, input_ids: torch.Tensor, attention_mas
     positions = torch.cat([positions[:length], positions[length:].repeat(batch)])[None]
     # A 4-D mask is used as given: the shared-prefix attention builds its own, so none of [P+B*S]^2 is built.
     placeholder = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=input_ids.device)
+    layout = PackedLayout.of(length, batch, rest, input_ids.device)
     hidden = backbone(input_ids=packed, position_ids=positions, attention_mask=placeholder,
-                      shared_prefix=(length, batch, rest)).last_hidden_state
-    return torch.cat([hidden[:, :length].expand(batch, -1, -1), hidden[0, length:].view(batch, rest, -1)], dim=1)
+                      shared_prefix=layout).last_hidden_state
+    prefix_hidden, rows_hidden = hidden.split([length, batch * rest], dim=1)
+    return torch.cat([prefix_hidden.expand(batch, -1, -1), rows_hidden.view(batch, rest, -1)], dim=1)
 
 
 def check_rows_start_with(input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: Sequence[int]) -> None:
