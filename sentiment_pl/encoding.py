@@ -100,8 +100,9 @@ class ChatEncoder:
             tweet, prompt_ids = self._truncate(tweet, len(prompt_ids) - budget)
             truncated = True
         if prompt_ids[: len(self.prefix_ids)] != list(self.prefix_ids):
-            raise EncodingError(f"the prompt for {tweet!r} does not start with the system turn's tokens "
-                                f"{list(self.prefix_ids)}: the chat template tokenizes it differently per tweet")
+            raise EncodingError(f"the prompt for {tweet!r} does not start with the system turn's "
+                                f"{len(self.prefix_ids)} tokens: the chat template renders or tokenizes the system "
+                                "turn differently for this tweet (data.prompt.system_prompt, the tokenizer's template)")
         if sentiment is None:
             return Encoded(prompt_ids, [IGNORE_INDEX] * len(prompt_ids), len(prompt_ids), None, truncated)
         answer = self._answer(tweet, prompt_ids, sentiment)
