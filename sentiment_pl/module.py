@@ -69,6 +69,9 @@ class SentimentClassifier(pl.LightningModule):
             return
         model = load_base_model(self.base, device=self.trainer.strategy.root_device if self._trainer else "cpu")
         self.model = add_adapters(model, self.base, self.lora)
+        # from_pretrained leaves the base in eval mode and Lightning keeps each module's mode as found: without
+        # this, gradient checkpointing (active only in training mode) would silently stay off.
+        self.model.train()
         trainable, total = count_parameters(self.model)
         log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
 
