@@ -26,7 +26,7 @@ from _common import (ROOT, TOKENIZER, Setting, base_spec, machine, require_asset
 
 # First match wins; matched against the lower-cased operator name.
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
-    ("4-bit dequantize (bitsandbytes)", ("dequant", "bitsandbytes", "bnb")),
+    ("bitsandbytes 4-bit ops (dequantize, and what runs inside them)", ("dequant", "bitsandbytes", "bnb")),
     # Not "Optimizer.step": Lightning runs forward and backward inside it, as the step's closure.
     ("optimizer (AdamW)", ("_foreach", "_fused_adam", "aten::lerp", "aten::addcdiv", "aten::addcmul")),
     ("attention (sdpa)", ("scaled_dot_product", "attention", "_efficient_attention", "_flash")),
