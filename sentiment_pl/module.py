@@ -81,6 +81,9 @@ class SentimentClassifier(pl.LightningModule):
         self.model = add_adapters(model, self.base, self.lora)
         if self.share_prefix:
             use_shared_prefix_attention(self.model)
+        # from_pretrained leaves the base in eval mode and Lightning keeps each module's mode as found: without
+        # this, gradient checkpointing (active only in training mode) would silently stay off.
+        self.model.train()
         trainable, total = count_parameters(self.model)
         log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
 
