@@ -38,10 +38,11 @@ class SentimentCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "predictions")
 
 
-def main(args: list[str] | None = None) -> SentimentCLI:
+def main(args: list[str] | None = None, run: bool = True) -> SentimentCLI:
+    """Run a subcommand; with `run=False`, parse a config (no subcommand) and only instantiate its classes."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("sentiment_pl").setLevel(logging.INFO)
-    return SentimentCLI(SentimentClassifier, TweetSentimentData, args=args, seed_everything_default=0,
+    return SentimentCLI(SentimentClassifier, TweetSentimentData, args=args, run=run, seed_everything_default=0,
                         trainer_defaults=TRAINER_DEFAULTS,
                         # Re-runs in the same directory must not fail on the saved config (lightning#7679);
                         # each run's config lands in its own versioned log directory anyway.
