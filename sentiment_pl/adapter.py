@@ -14,6 +14,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+import torch
+
 from sentiment_pl.model import BaseModelSpec, LoraSettings
 from sentiment_pl.module import SentimentClassifier
 from sentiment_pl.prompts import PromptSpec
@@ -68,13 +70,21 @@ class AdapterClassifier(SentimentClassifier):
     Args:
         adapter: The adapter directory.
         base_name: Hub id or directory of the base model, when it is not where the adapter says.
+        class_bias: Added to the class log-scores (a calibration fitted by `test --calibration.enabled true`).
     """
 
-    def __init__(self, adapter: str, base_name: str | None = None) -> None:
+    def __init__(self, adapter: str, base_name: str | None = None, class_bias: list[float] | None = None) -> None:
         info = AdapterInfo.read(adapter)
         base = dataclasses.replace(info.base, name=base_name) if base_name else info.base
         super().__init__(base=base, lora=info.lora)
         self.adapter_dir, self.info = Path(adapter), info
+        if class_bias is not None and len(class_bias) != len(info.prompt.class_names):
+            raise ValueError(f"class_bias has {len(class_bias)} values for {len(info.prompt.class_names)} classes")
+        self.class_bias = class_bias
+
+    def class_log_probs(self, batch, hidden=None):
+        scores = super().class_log_probs(batch, hidden)
+        return scores if self.class_bias is None else scores + torch.tensor(self.class_bias, device=scores.device)
 
     def configure_model(self) -> None:
         if self.model is not None:

@@ -7,6 +7,7 @@ import logging
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from sentiment_pl.calibrated_test import CalibratedTest
 from sentiment_pl.callbacks import PredictionWriter, StepBudget, Throughput
 from sentiment_pl.data import TweetSentimentData
 from sentiment_pl.module import SentimentClassifier
@@ -36,6 +37,7 @@ class SentimentCLI(LightningCLI):
         parser.add_lightning_class_args(Throughput, "throughput")
         parser.add_lightning_class_args(StepBudget, "step_budget")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
+        parser.add_lightning_class_args(CalibratedTest, "calibration")
 
 
 def main(args: list[str] | None = None, run: bool = True) -> SentimentCLI:

@@ -102,18 +102,20 @@ class SentimentClassifier(pl.LightningModule):
         self.log("train/padding_efficiency", mask.sum() / mask.numel(), batch_size=len(mask))
         return loss
 
-    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
         hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
         loss = completion_loss(hidden, batch["labels"], self.head)
         self.log(f"{stage}/loss", loss, batch_size=len(hidden), sync_dist=True)
-        preds = self.class_log_probs(batch, hidden).argmax(-1)
-        self.metrics[stage].update(preds, batch["sentiment"])
+        scores = self.class_log_probs(batch, hidden)
+        self.metrics[stage].update(scores.argmax(-1), batch["sentiment"])
+        # Returned for callbacks (calibration, example predictions) so they need no second forward pass.
+        return {"scores": scores.detach(), "sentiment": batch["sentiment"]}
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch, "test")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         probs = self.class_log_probs(batch).softmax(-1)

@@ -1,6 +1,7 @@
 """After training: export a checkpoint as an adapter directory and a merged standalone model, then classify
 messy files from the adapter alone plus a base model directory, checked against the merged model's own logits."""
 
+import contextlib
 import io
 import json
 import subprocess
@@ -34,9 +35,10 @@ def exported(tmp_path_factory, tokenizer_dir, tokenizer, tweets):
                                          quantization="none", dtype="float32"))
     base.save_pretrained(tmp / "base")
     tokenizer.save_pretrained(tmp / "base")  # as on the hub: weights, config and tokenizer together
-    with open(tmp / "train.jsonl", "w") as f:
-        for i in range(16):
-            f.write(json.dumps({"text": tweets.texts[i], "label": tweets.sentiments[i]}) + "\n")
+    for split, rows in {"train": range(0, 16), "val": range(16, 40), "test": range(40, 72)}.items():
+        with open(tmp / f"{split}.jsonl", "w") as f:
+            for i in rows:
+                f.write(json.dumps({"text": tweets.texts[i], "label": tweets.sentiments[i]}) + "\n")
     config = {
         "trainer": {"accelerator": "cpu", "max_epochs": 1, "enable_progress_bar": False,
                     "enable_model_summary": False, "default_root_dir": str(tmp / "run"),
@@ -48,16 +50,24 @@ def exported(tmp_path_factory, tokenizer_dir, tokenizer, tweets):
                   "lr_schedule": "constant"},
         "data": {"batch_size": 4, "max_length": 128,
                  "source": {"class_path": "sentiment_pl.sources.LocalFiles",
-                            "init_args": {"train": str(tmp / "train.jsonl"), "validation": str(tmp / "train.jsonl")}}},
+                            "init_args": {"train": str(tmp / "train.jsonl"), "validation": str(tmp / "val.jsonl"),
+                                          "test": str(tmp / "test.jsonl")}}},
         "last_checkpoint": {"dirpath": str(tmp / "ckpt")},
     }
     (tmp / "config.yaml").write_text(yaml.safe_dump(config))
     main(["fit", "--config", str(tmp / "config.yaml")])
     export(str(tmp / "config.yaml"), str(tmp / "ckpt" / "last.ckpt"), str(tmp / "out"))
+    # Testing from the checkpoint takes the base from the checkpoint's hyperparameters: run it before moving.
+    report = io.StringIO()
+    with contextlib.redirect_stdout(report):
+        main(["test", "--config", str(tmp / "config.yaml"), "--ckpt_path", str(tmp / "ckpt" / "last.ckpt"),
+              "--trainer.logger", "false", "--calibration.enabled", "true",
+              "--calibration.output", str(tmp / "calibration.json")])
     # The adapter must not depend on where the base was: move it, and pass its new place as the base name.
     (tmp / "base").rename(tmp / "moved_base")
     return {"dir": tmp, "adapter": tmp / "out" / "adapter", "merged": tmp / "out" / "merged",
-            "base": str(tmp / "moved_base")}
+            "base": str(tmp / "moved_base"), "calibration": tmp / "calibration.json",
+            "test_report": report.getvalue()}
 
 
 MESSY = ['plain tweet', 'quotes "like this" and \'this\', commas, , and; semicolons', 'emoji 😀🔥👍🏽 and ✨',
@@ -184,3 +194,24 @@ def test_classify_names_the_bad_line(exported, tmp_path, content, message):
 def test_an_adapter_directory_is_required(tmp_path):
     with pytest.raises(DataError, match="not an adapter directory"):
         classify(str(tmp_path), "-", str(tmp_path / "out.csv"))
+
+
+def test_calibrated_test_report_and_classify_with_the_calibration(exported, tmp_path):
+    out, calibration = exported["test_report"], exported["calibration"]
+    record = json.loads(calibration.read_text())
+    assert record["class_names"] == list(CLASSES) and record["bias"][0] == 0
+    assert record["validation_macro_f1"]["calibrated"] >= record["validation_macro_f1"]["raw"]
+    side_by_side = {line[:24].strip(): line[24:].split() for line in out.splitlines() if line.startswith("macro-F1")}
+    this_model = next(line.split() for line in out.splitlines() if line.startswith("this model"))
+    assert side_by_side["macro-F1"][0] == this_model[2]  # the raw column is the model's own test macro-F1
+    assert "predicted negative" in out and "calibration (fitted on validation)" in out
+    # classify applies the same bias: its classes are argmax(scores + bias) of the merged model's own scores.
+    (tmp_path / "tweets.txt").write_text("\n".join(MESSY) + "\n")
+    classify(str(exported["adapter"]), str(tmp_path / "tweets.txt"), str(tmp_path / "out.csv"),
+             base_name=exported["base"], accelerator="cpu", calibration=str(calibration))
+    classify(str(exported["adapter"]), str(tmp_path / "tweets.txt"), str(tmp_path / "raw.csv"),
+             base_name=exported["base"], accelerator="cpu")
+    raw = torch.tensor([[float(r[f"p_{c}"]) for c in CLASSES] for r in read_csv(tmp_path / "raw.csv")])
+    calibrated = [r["sentiment"] for r in read_csv(tmp_path / "out.csv")]
+    expected = (raw.log() + torch.tensor(record["bias"])).argmax(-1)
+    assert calibrated == [CLASSES[i] for i in expected]
