@@ -10,6 +10,7 @@ from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 from sentiment_pl.calibrated_test import CalibratedTest
 from sentiment_pl.callbacks import PredictionWriter, StepBudget, Throughput
 from sentiment_pl.data import TweetSentimentData
+from sentiment_pl.example_predictions import ExamplePredictions
 from sentiment_pl.module import SentimentClassifier
 
 TRAINER_DEFAULTS = {
@@ -38,6 +39,7 @@ class SentimentCLI(LightningCLI):
         parser.add_lightning_class_args(StepBudget, "step_budget")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(CalibratedTest, "calibration")
+        parser.add_lightning_class_args(ExamplePredictions, "examples")
 
 
 def main(args: list[str] | None = None, run: bool = True) -> SentimentCLI:

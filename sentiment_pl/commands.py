@@ -7,10 +7,12 @@ import logging
 
 
 def _commands() -> dict:
+    from sentiment_pl.baselines import baselines
     from sentiment_pl.classify import classify
     from sentiment_pl.export import export
+    from sentiment_pl.inspection import inspect
 
-    return {"classify": classify, "export": export}
+    return {"classify": classify, "export": export, "inspect": inspect, "baselines": baselines}
 
 
 NAMES = ("classify", "export", "inspect", "baselines")

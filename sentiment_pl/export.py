@@ -10,7 +10,7 @@ from sentiment_pl.adapter import merge_adapter, save_adapter
 from sentiment_pl.run_config import instantiate_run
 
 
-def export(config: str, ckpt_path: str, output: str, merge: bool = True, base_name: str | None = None) -> Path:
+def export(train_config: str, ckpt_path: str, output: str, merge: bool = True, base_name: str | None = None) -> Path:
     """Save a checkpoint's adapter, and the base model with the adapter merged in, as standalone directories.
 
     `OUTPUT/adapter` holds the peft adapter, the tokenizer with its chat template and the prompt settings:
@@ -18,13 +18,13 @@ def export(config: str, ckpt_path: str, output: str, merge: bool = True, base_na
     bases are dequantized before merging), loadable with `AutoModelForCausalLM.from_pretrained` without peft.
 
     Args:
-        config: The training config, or the `config.yaml` the run saved beside its logs.
+        train_config: The training config, or the `config.yaml` the run saved beside its logs.
         ckpt_path: The checkpoint to export, e.g. `runs/sentiment/version_0/checkpoints/last.ckpt`.
         output: Directory to write `adapter/` and `merged/` into.
         merge: Also write the merged model.
         base_name: Load the base weights for merging from here instead of the config's `model.base.name`.
     """
-    run = instantiate_run(config, {"trainer": {"logger": False}})
+    run = instantiate_run(train_config, {"trainer": {"logger": False}})
     module, data = run.model, run.datamodule
     data.load_tokenizer()
     module.configure_model()

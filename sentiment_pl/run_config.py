@@ -3,6 +3,7 @@ and trainer, for the commands that work on a finished run. Nothing is loaded: we
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,7 +41,9 @@ def instantiate_run(config: str | Path, overrides: dict | None = None) -> Run:
     for key in SUBCOMMAND_KEYS:
         values.pop(key, None)
     _merge(values, overrides or {})
-    cli = main(["--config", yaml.safe_dump(values)], run=False)
+    with warnings.catch_warnings():  # the command's own argv is not meant for LightningCLI; it gets `args` only
+        warnings.filterwarnings("ignore", message="LightningCLI's args parameter")
+        cli = main(["--config", yaml.safe_dump(values)], run=False)
     return Run(cli.model, cli.datamodule, cli.trainer)
 
 
