@@ -215,3 +215,27 @@ def test_calibrated_test_report_and_classify_with_the_calibration(exported, tmp_
     calibrated = [r["sentiment"] for r in read_csv(tmp_path / "out.csv")]
     expected = (raw.log() + torch.tensor(record["bias"])).argmax(-1)
     assert calibrated == [CLASSES[i] for i in expected]
+
+
+def test_tensorboard_shows_example_predictions_and_per_class_f1(exported, tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    log_dir = next((exported["dir"] / "runs").rglob("events.out.tfevents.*")).parent
+    events = EventAccumulator(str(log_dir), size_guidance={"tensors": 0, "scalars": 0}).Reload()
+    for name in CLASSES:
+        assert len(events.Scalars(f"val/f1_{name}")) == 1  # one validation in this short run
+    assert "custom_scalars__config__" in events.Tags()["tensors"]
+    table = events.Tensors("val/examples/text_summary")[-1].tensor_proto.string_val[0].decode()
+    rows = [line.split(" | ") for line in table.splitlines()[2:]]
+    val = [json.loads(line) for line in (exported["dir"] / "val.jsonl").read_text().splitlines()]
+    assert [int(r[0].strip("| ")) for r in rows] == list(range(8))
+    assert [r[1] for r in rows] == [v["text"].replace("|", "\\|")[:140] for v in val[:8]]
+    assert [r[2] for r in rows] == [CLASSES[v["label"]] for v in val[:8]]
+    # The probabilities are those of the final weights, which the exported adapter holds.
+    (tmp_path / "val.txt").write_text("".join(v["text"] + "\n" for v in val[:8]))
+    classify(str(exported["adapter"]), str(tmp_path / "val.txt"), str(tmp_path / "out.csv"),
+             base_name=exported["base"], accelerator="cpu")
+    for row, predicted in zip(rows, read_csv(tmp_path / "out.csv")):
+        assert row[3].removesuffix(" ✗") == predicted["sentiment"]
+        shown = [float(x.strip(" |")) for x in row[4:]]
+        assert shown == pytest.approx([float(predicted[f"p_{c}"]) for c in CLASSES], abs=6e-4)
