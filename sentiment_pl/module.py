@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 
+from sentiment_pl.class_weights import resolve_class_weights, weighted_completion_loss
 from sentiment_pl.metrics import make_metrics, scalar_metrics, trivial_baselines
 from sentiment_pl.model import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head, count_parameters
 from sentiment_pl.model import load_base_model
@@ -28,6 +29,8 @@ class SentimentClassifier(pl.LightningModule):
         optimizer: Optimizer over the trainable parameters, e.g. `torch.optim.AdamW` with its `lr`.
         lr_schedule: transformers schedule name: `linear`, `cosine`, `constant`, `constant_with_warmup`, ...
         warmup_ratio: Fraction of the optimizer steps spent warming the learning rate up from 0.
+        class_weights: Weigh the training loss by class: one number per class, or `balanced` (inverse training
+            frequency); `null` weighs every answer token alike.
     """
 
     # ThroughputMonitor asks for FLOPs per batch; they vary with sequence length, so none are reported.
@@ -35,13 +38,14 @@ class SentimentClassifier(pl.LightningModule):
 
     def __init__(self, base: BaseModelSpec = BaseModelSpec(), lora: LoraSettings | None = LoraSettings(),
                  optimizer: OptimizerCallable = torch.optim.AdamW, lr_schedule: str = "linear",
-                 warmup_ratio: float = 0.0) -> None:
+                 warmup_ratio: float = 0.0, class_weights: list[float] | Literal["balanced"] | None = None) -> None:
         super().__init__()
         if not 0 <= warmup_ratio < 1:
             raise ValueError(f"warmup_ratio={warmup_ratio} must be in [0, 1)")
         self.save_hyperparameters(ignore=["optimizer"])
         self.base, self.lora = base, lora
         self.optimizer_factory, self.lr_schedule, self.warmup_ratio = optimizer, lr_schedule, warmup_ratio
+        self.class_weights, self.loss_weights = class_weights, None
         self.model = None
         self.class_names: tuple[str, ...] = ()
         self.answers: tuple[tuple[int, ...], ...] = ()
@@ -58,6 +62,10 @@ class SentimentClassifier(pl.LightningModule):
         dm.load_tokenizer()
         self.class_names, self.answers = dm.prompt.class_names, dm.encoder.answers
         self.first_tokens_distinct, self.pad_id = dm.encoder.first_tokens_distinct, dm.tokenizer.pad_token_id
+        if self.class_weights is not None and stage == "fit":
+            train = dm.raw["train"].sentiments
+            self.loss_weights = resolve_class_weights(self.class_weights, train, len(self.class_names))
+            log.info("class weights in the training loss: %s", self.loss_weights.tolist())
         if not hasattr(self, "metrics"):
             self.metrics = torch.nn.ModuleDict({s: make_metrics(len(self.class_names)) for s in STAGES})
         log.info("class scoring: %s", "first answer token (one pass)" if self.first_tokens_distinct
@@ -96,7 +104,11 @@ class SentimentClassifier(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
-        loss = completion_loss(hidden, batch["labels"], self.head)
+        if self.loss_weights is None:
+            loss = completion_loss(hidden, batch["labels"], self.head)
+        else:
+            weights = self.loss_weights.to(hidden.device)[batch["sentiment"]]
+            loss = weighted_completion_loss(hidden, batch["labels"], self.head, weights)
         mask = batch["attention_mask"]
         self.log("train/loss", loss, prog_bar=True, batch_size=len(mask))
         self.log("train/padding_efficiency", mask.sum() / mask.numel(), batch_size=len(mask))
