@@ -6,6 +6,7 @@ import sys
 
 
 def main(argv: list[str] | None = None) -> None:
+    given = argv
     argv = sys.argv[1:] if argv is None else list(argv)
     from sentiment_pl import commands
 
@@ -16,7 +17,7 @@ def main(argv: list[str] | None = None) -> None:
         print(f"after training: python -m sentiment_pl {{{','.join(commands.NAMES)}}} --help\n")
     from sentiment_pl.cli import main as lightning_main
 
-    lightning_main(argv)
+    lightning_main(given)  # None: LightningCLI reads sys.argv itself
 
 
 if __name__ == "__main__":

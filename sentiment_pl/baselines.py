@@ -42,9 +42,11 @@ class FirstTweets(TweetSource):
 def baselines(train_config: str, split: Literal["validation", "test"] = "test", limit: int | None = None,
               generation: bool = True, max_new_tokens: int = 8, batch_size: int = 16,
               accelerator: Literal["auto", "cpu", "cuda", "mps"] = "auto") -> dict[str, dict[str, float]]:
-    """Score the base model without any adapter on a labeled split, by class scoring (zero-shot, as `test`
-    scores a trained model) and by greedy generation parsed into classes (the seed's method), and print both
-    beside always-majority and uniform-random macro-F1 on the same tweets.
+    """Score the base model without an adapter, by class scoring and by generation, beside trivial baselines.
+
+    Class scoring is zero-shot and works as `test` scores a trained model; generation is greedy, parsed back
+    into classes (the seed's method), with the share of answers that were not exactly one class name. The
+    always-majority and uniform-random rows are computed on the same tweets.
 
     Args:
         train_config: The training config (or a run's `config.yaml`): its base model, prompt and data.
