@@ -106,6 +106,7 @@ def merge_adapter(adapter: str | Path, directory: str | Path, base_name: str | N
     merged model computes what base + adapter computed, up to float rounding of the merged sum.
     """
     from peft import PeftModel
+    from transformers import AutoTokenizer
 
     from sentiment_pl.model import load_base_model
 
@@ -118,9 +119,7 @@ def merge_adapter(adapter: str | Path, directory: str | Path, base_name: str | N
     merged.config.use_cache = True  # training switched it off; generation wants it back
     with _atomic_directory(directory) as tmp:
         merged.save_pretrained(tmp)
-        for name in Path(adapter).iterdir():  # the tokenizer and chat template, saved with the adapter
-            if name.name.startswith(("tokenizer", "special_tokens", "chat_template")):
-                shutil.copy2(name, tmp / name.name)
+        AutoTokenizer.from_pretrained(str(adapter)).save_pretrained(tmp)  # with its chat template
         (tmp / INFO_FILE).write_text(json.dumps({"prompt": dataclasses.asdict(info.prompt),
                                                  "max_length": info.max_length}, indent=2), encoding="utf-8")
     return Path(directory)
