@@ -7,8 +7,10 @@ import logging
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
+from sentiment_pl.calibrated_test import CalibratedTest
 from sentiment_pl.callbacks import PredictionWriter, StepBudget, Throughput
 from sentiment_pl.data import TweetSentimentData
+from sentiment_pl.example_predictions import ExamplePredictions
 from sentiment_pl.module import SentimentClassifier
 
 TRAINER_DEFAULTS = {
@@ -36,12 +38,15 @@ class SentimentCLI(LightningCLI):
         parser.add_lightning_class_args(Throughput, "throughput")
         parser.add_lightning_class_args(StepBudget, "step_budget")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
+        parser.add_lightning_class_args(CalibratedTest, "calibration")
+        parser.add_lightning_class_args(ExamplePredictions, "examples")
 
 
-def main(args: list[str] | None = None) -> SentimentCLI:
+def main(args: list[str] | None = None, run: bool = True) -> SentimentCLI:
+    """Run a subcommand; with `run=False`, parse a config (no subcommand) and only instantiate its classes."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("sentiment_pl").setLevel(logging.INFO)
-    return SentimentCLI(SentimentClassifier, TweetSentimentData, args=args, seed_everything_default=0,
+    return SentimentCLI(SentimentClassifier, TweetSentimentData, args=args, run=run, seed_everything_default=0,
                         trainer_defaults=TRAINER_DEFAULTS,
                         # Re-runs in the same directory must not fail on the saved config (lightning#7679);
                         # each run's config lands in its own versioned log directory anyway.

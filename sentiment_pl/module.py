@@ -9,6 +9,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 
+from sentiment_pl.class_weights import resolve_class_weights, weighted_completion_loss
 from sentiment_pl.metrics import make_metrics, scalar_metrics, trivial_baselines
 from sentiment_pl.model import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head, count_parameters
 from sentiment_pl.model import load_base_model
@@ -32,6 +33,8 @@ class SentimentClassifier(pl.LightningModule):
         share_prefix: Run the system turn that opens every example once per batch and let every example attend
             to its keys and values (same loss, gradients and scores, less compute). Needs right-padded rows that
             all start with it and `base.attn_implementation: sdpa`.
+        class_weights: Weigh the training loss by class: one number per class, or `balanced` (inverse training
+            frequency); `null` weighs every answer token alike.
     """
 
     # ThroughputMonitor asks for FLOPs per batch; they vary with sequence length, so none are reported.
@@ -39,7 +42,8 @@ class SentimentClassifier(pl.LightningModule):
 
     def __init__(self, base: BaseModelSpec = BaseModelSpec(), lora: LoraSettings | None = LoraSettings(),
                  optimizer: OptimizerCallable = torch.optim.AdamW, lr_schedule: str = "linear",
-                 warmup_ratio: float = 0.0, share_prefix: bool = True) -> None:
+                 warmup_ratio: float = 0.0, share_prefix: bool = True,
+                 class_weights: list[float] | Literal["balanced"] | None = None) -> None:
         super().__init__()
         if not 0 <= warmup_ratio < 1:
             raise ValueError(f"warmup_ratio={warmup_ratio} must be in [0, 1)")
@@ -48,6 +52,7 @@ class SentimentClassifier(pl.LightningModule):
         self.save_hyperparameters(ignore=["optimizer"])
         self.base, self.lora = base, lora
         self.optimizer_factory, self.lr_schedule, self.warmup_ratio = optimizer, lr_schedule, warmup_ratio
+        self.class_weights, self.loss_weights = class_weights, None
         self.model = None
         self.class_names: tuple[str, ...] = ()
         self.answers: tuple[tuple[int, ...], ...] = ()
@@ -68,6 +73,10 @@ class SentimentClassifier(pl.LightningModule):
         self.prefix_ids = dm.encoder.prefix_ids if self.share_prefix else ()
         if self.share_prefix and not self.prefix_ids:
             log.warning("model.share_prefix: the prompt has no system turn to share; every token runs per example")
+        if self.class_weights is not None and stage == "fit":
+            train = dm.raw["train"].sentiments
+            self.loss_weights = resolve_class_weights(self.class_weights, train, len(self.class_names))
+            log.info("class weights in the training loss: %s", self.loss_weights.tolist())
         if not hasattr(self, "metrics"):
             self.metrics = torch.nn.ModuleDict({s: make_metrics(len(self.class_names)) for s in STAGES})
         log.info("class scoring: %s", "first answer token (one pass)" if self.first_tokens_distinct
@@ -113,24 +122,30 @@ class SentimentClassifier(pl.LightningModule):
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
-        loss = completion_loss(hidden, batch["labels"], self.head)
+        if self.loss_weights is None:
+            loss = completion_loss(hidden, batch["labels"], self.head)
+        else:
+            weights = self.loss_weights.to(hidden.device)[batch["sentiment"]]
+            loss = weighted_completion_loss(hidden, batch["labels"], self.head, weights)
         mask = batch["attention_mask"]
         self.log("train/loss", loss, prog_bar=True, batch_size=len(mask))
         self.log("train/padding_efficiency", mask.sum() / mask.numel(), batch_size=len(mask))
         return loss
 
-    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
+    def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
         hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
         loss = completion_loss(hidden, batch["labels"], self.head)
         self.log(f"{stage}/loss", loss, batch_size=len(hidden), sync_dist=True)
-        preds = self.class_log_probs(batch, hidden).argmax(-1)
-        self.metrics[stage].update(preds, batch["sentiment"])
+        scores = self.class_log_probs(batch, hidden)
+        self.metrics[stage].update(scores.argmax(-1), batch["sentiment"])
+        # Returned for callbacks (calibration, example predictions) so they need no second forward pass.
+        return {"scores": scores.detach(), "sentiment": batch["sentiment"]}
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "val")
+    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch, "val")
 
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._evaluate(batch, "test")
+    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+        return self._evaluate(batch, "test")
 
     def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
         probs = self.class_log_probs(batch).softmax(-1)

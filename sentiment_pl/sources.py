@@ -141,6 +141,11 @@ def read_lines(path: Path) -> list[str]:
         raw = path.read_bytes()
     except OSError as err:
         raise DataError(f"cannot read {path}: {err.strerror}") from err
+    return decode_lines(raw, str(path))
+
+
+def decode_lines(raw: bytes, origin: str) -> list[str]:
+    """Split UTF-8 bytes into lines (LF or CRLF); an undecodable line is an error naming `origin:line`."""
     lines = raw.split(b"\n")
     if lines and lines[-1] == b"":
         lines.pop()  # the newline that ends the last line
@@ -149,18 +154,20 @@ def read_lines(path: Path) -> list[str]:
         try:
             out.append(line.decode("utf-8").removesuffix("\r"))
         except UnicodeDecodeError as err:
-            raise DataError(f"{path}:{number}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
+            raise DataError(f"{origin}:{number}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
     return out
 
 
-def read_table(path: Path):
-    """Yield (`file:line`, record) from a CSV (with header) or JSON-lines file."""
-    suffix = path.suffix.lower()
+def read_table(path: Path, lines: list[str] | None = None, suffix: str | None = None):
+    """Yield (`file:line`, record) from a CSV (with header) or JSON-lines file; `lines` and `suffix` stand in
+    for the file's content and type when it is not on disk (standard input)."""
+    suffix = (suffix or path.suffix).lower()
     if suffix not in {".csv", ".jsonl", ".json"}:
         raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv or .jsonl")
-    lines = read_lines(path)
+    lines = read_lines(path) if lines is None else lines
     if suffix == ".csv":
-        reader = csv.DictReader(lines)
+        # Line ends given back: a quoted field may span lines, and csv joins them only with their newline.
+        reader = csv.DictReader(f"{line}\n" for line in lines)
         for record in reader:
             yield f"{path}:{reader.line_num}", record
         return

@@ -1,0 +1,146 @@
+"""Adapter directories: everything needed to classify without the training config.
+
+A directory holds the peft adapter (`adapter_config.json`, `adapter_model.safetensors`), the tokenizer with its
+chat template, and `sentiment_pl.json`: the base model spec, LoRA settings, prompt and maximum length. Loading
+one needs only the directory and, optionally, another name or path for the same base model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from sentiment_pl.model import BaseModelSpec, LoraSettings
+from sentiment_pl.module import SentimentClassifier
+from sentiment_pl.prompts import PromptSpec
+from sentiment_pl.sources import DataError
+
+INFO_FILE = "sentiment_pl.json"
+
+
+@dataclass(frozen=True)
+class AdapterInfo:
+    """How the adapter was trained: enough to rebuild the model and encode tweets as in training."""
+
+    base: BaseModelSpec
+    lora: LoraSettings
+    prompt: PromptSpec
+    max_length: int
+
+    def to_json(self) -> str:
+        return json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False)
+
+    @classmethod
+    def read(cls, directory: str | Path) -> AdapterInfo:
+        path = Path(directory) / INFO_FILE
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            return cls(BaseModelSpec(**raw["base"]),
+                       LoraSettings(**{**raw["lora"], "target_modules": tuple(raw["lora"]["target_modules"])}),
+                       PromptSpec(**raw["prompt"]), int(raw["max_length"]))
+        except FileNotFoundError as err:
+            raise DataError(f"{directory} is not an adapter directory: no {INFO_FILE} (make one with "
+                            "`python -m sentiment_pl export`)") from err
+        except (KeyError, TypeError, ValueError) as err:
+            raise DataError(f"{path}: malformed ({err})") from err
+
+
+def save_adapter(module: SentimentClassifier, tokenizer, prompt: PromptSpec, max_length: int,
+                 directory: str | Path) -> Path:
+    """Write the adapter directory; it appears complete or not at all (written beside, then renamed)."""
+    if module.lora is None:
+        raise ValueError("the model was trained without adapters (model.lora: null); export the merged model")
+    info = AdapterInfo(module.base, module.lora, prompt, max_length)
+    with _atomic_directory(directory) as tmp:
+        module.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / INFO_FILE).write_text(info.to_json(), encoding="utf-8")
+    return Path(directory)
+
+
+class AdapterClassifier(SentimentClassifier):
+    """The classifier rebuilt from an adapter directory: the base model, the saved LoRA weights on top.
+
+    Args:
+        adapter: The adapter directory.
+        base_name: Hub id or directory of the base model, when it is not where the adapter says.
+        class_bias: Added to the class log-scores (a calibration fitted by `test --calibration.enabled true`).
+    """
+
+    def __init__(self, adapter: str, base_name: str | None = None, class_bias: list[float] | None = None) -> None:
+        info = AdapterInfo.read(adapter)
+        base = dataclasses.replace(info.base, name=base_name) if base_name else info.base
+        super().__init__(base=base, lora=info.lora)
+        self.adapter_dir, self.info = Path(adapter), info
+        if class_bias is not None and len(class_bias) != len(info.prompt.class_names):
+            raise ValueError(f"class_bias has {len(class_bias)} values for {len(info.prompt.class_names)} classes")
+        self.class_bias = class_bias
+
+    def class_log_probs(self, batch, hidden=None):
+        scores = super().class_log_probs(batch, hidden)
+        return scores if self.class_bias is None else scores + torch.tensor(self.class_bias, device=scores.device)
+
+    def configure_model(self) -> None:
+        if self.model is not None:
+            return
+        from peft import load_peft_weights, set_peft_model_state_dict
+
+        super().configure_model()
+        result = set_peft_model_state_dict(self.model, load_peft_weights(str(self.adapter_dir)))
+        missing = [k for k in result.missing_keys if "lora_" in k]
+        if result.unexpected_keys or missing:
+            raise DataError(f"{self.adapter_dir}: adapter weights do not fit the base model "
+                            f"(unexpected {result.unexpected_keys[:3]}, missing {missing[:3]})")
+
+
+def merge_adapter(adapter: str | Path, directory: str | Path, base_name: str | None = None) -> Path:
+    """A standalone transformers model: the base (dequantized if 4-bit) with the adapter merged into its weights.
+
+    The 4-bit weights are dequantized to the compute dtype, which is what the 4-bit layers multiply with, so the
+    merged model computes what base + adapter computed, up to float rounding of the merged sum.
+    """
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    from sentiment_pl.model import load_base_model
+
+    info = AdapterInfo.read(adapter)
+    spec = dataclasses.replace(info.base, name=base_name) if base_name else info.base
+    base = load_base_model(spec)
+    if spec.quantization != "none":
+        base = base.dequantize()
+    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    merged.config.use_cache = True  # training switched it off; generation wants it back
+    with _atomic_directory(directory) as tmp:
+        merged.save_pretrained(tmp)
+        AutoTokenizer.from_pretrained(str(adapter)).save_pretrained(tmp)  # with its chat template
+        (tmp / INFO_FILE).write_text(json.dumps({"prompt": dataclasses.asdict(info.prompt),
+                                                 "max_length": info.max_length}, indent=2), encoding="utf-8")
+    return Path(directory)
+
+
+class _atomic_directory:
+    """A temporary directory beside `target` that replaces it on success and vanishes on failure."""
+
+    def __init__(self, target: str | Path) -> None:
+        self.target = Path(target)
+
+    def __enter__(self) -> Path:
+        self.target.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", dir=self.target.parent))
+        return self.tmp
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is not None:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            return
+        self.tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shareable directory
+        if self.target.exists():
+            shutil.rmtree(self.target)
+        self.tmp.rename(self.target)

@@ -1,0 +1,44 @@
+"""Class-weighted training loss: each example's answer tokens weigh by its class's weight.
+
+A counter to skewed training priors (train is 16/45/39 % negative/neutral/positive): with `balanced` weights
+every class contributes the same total weight to the loss. Validation and test losses stay unweighted.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+from sentiment_pl.objective import Head, supervised_positions
+
+
+def weighted_completion_loss(hidden: torch.Tensor, labels: torch.Tensor, head: Head,
+                             example_weights: torch.Tensor) -> torch.Tensor:
+    """Weighted mean cross-entropy over the supervised tokens; `example_weights` [batch] weighs every answer
+    token of its example. With equal weights it is `completion_loss`."""
+    rows, cols, targets = supervised_positions(labels)
+    if targets.numel() == 0:
+        raise ValueError("batch has no supervised token; every labeled example must carry its answer")
+    token_loss = F.cross_entropy(head(hidden[rows, cols]).float(), targets, reduction="none")
+    weights = example_weights.to(token_loss.dtype)[rows]
+    return (weights * token_loss).sum() / weights.sum()
+
+
+def resolve_class_weights(setting: Sequence[float] | str, train_sentiments: Sequence[int] | None,
+                          num_classes: int) -> torch.Tensor:
+    """The weight of each class: given explicitly, or `balanced` = n / (classes * count of the class) on train."""
+    if isinstance(setting, str):
+        if setting != "balanced":
+            raise ValueError(f"class_weights={setting!r}: use a list of {num_classes} numbers or 'balanced'")
+        if not train_sentiments:
+            raise ValueError("class_weights='balanced' needs the labeled train split")
+        counts = torch.bincount(torch.tensor(list(train_sentiments)), minlength=num_classes).double()
+        if (counts == 0).any():
+            raise ValueError(f"class_weights='balanced': a class has no training example (counts {counts.tolist()})")
+        return (counts.sum() / (num_classes * counts)).float()
+    weights = torch.tensor(list(setting), dtype=torch.float)
+    if len(weights) != num_classes or (weights <= 0).any():
+        raise ValueError(f"class_weights={list(setting)} needs {num_classes} positive numbers, one per class")
+    return weights

@@ -1,0 +1,32 @@
+"""The commands beyond LightningCLI's fit/validate/test/predict, each a typed function whose docstring is its
+`--help`: `python -m sentiment_pl {classify,export,inspect,baselines} --help`."""
+
+from __future__ import annotations
+
+import logging
+
+
+def _commands() -> dict:
+    from sentiment_pl.baselines import baselines
+    from sentiment_pl.classify import classify
+    from sentiment_pl.export import export
+    from sentiment_pl.inspection import inspect
+
+    return {"classify": classify, "export": export, "inspect": inspect, "baselines": baselines}
+
+
+NAMES = ("classify", "export", "inspect", "baselines")
+
+
+def run(args: list[str]) -> None:
+    from jsonargparse import auto_cli
+
+    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
+    logging.getLogger("sentiment_pl").setLevel(logging.INFO)
+    from sentiment_pl.encoding import EncodingError
+    from sentiment_pl.sources import DataError
+
+    try:
+        auto_cli(_commands(), args=args, as_positional=False)
+    except (DataError, EncodingError) as err:  # bad input: the message names file and line; no traceback
+        raise SystemExit(f"error: {err}") from err
