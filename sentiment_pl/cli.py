@@ -8,12 +8,15 @@ from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from sentiment_pl.callbacks import PredictionWriter, StepBudget, Throughput
+from sentiment_pl.checkpointing import AdapterExport, ExactResume, SaveOnInterrupt
+from sentiment_pl.compatibility import check_combination
 from sentiment_pl.data import TweetSentimentData
 from sentiment_pl.module import SentimentClassifier
 
 TRAINER_DEFAULTS = {
     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                "init_args": {"save_dir": "runs", "name": "sentiment", "default_hp_metric": False}},
+    "plugins": [{"class_path": "sentiment_pl.checkpointing.AtomicCheckpointIO"}],
 }
 
 
@@ -36,6 +39,13 @@ class SentimentCLI(LightningCLI):
         parser.add_lightning_class_args(Throughput, "throughput")
         parser.add_lightning_class_args(StepBudget, "step_budget")
         parser.add_lightning_class_args(PredictionWriter, "predictions")
+        parser.add_lightning_class_args(ExactResume, "exact_resume")
+        parser.add_lightning_class_args(SaveOnInterrupt, "save_on_interrupt")
+        parser.add_lightning_class_args(AdapterExport, "adapter")
+
+    def before_instantiate_classes(self) -> None:
+        # Refuse known-bad combinations (DeepSpeed with 4-bit, ...) before anything is built or loaded.
+        check_combination(self.config.get(self.subcommand) if self.subcommand else self.config)
 
 
 def main(args: list[str] | None = None) -> SentimentCLI:
