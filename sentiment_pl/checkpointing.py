@@ -57,7 +57,10 @@ class ExactResume(Callback):
         self._pending: dict[str, Any] | None = None
 
     def state_dict(self) -> dict[str, Any]:
-        return {"rng": _collect_rng_states(include_cuda=torch.cuda.is_available())}
+        states = _collect_rng_states(include_cuda=torch.cuda.is_available())
+        # numpy's state holds an ndarray, which `torch.load(weights_only=True)` refuses; plain lists load anywhere.
+        states["numpy"] = tuple(x.tolist() if hasattr(x, "tolist") else x for x in states["numpy"])
+        return {"rng": states}
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict.get("rng")

@@ -90,3 +90,20 @@ def recorded(path: Path) -> list[dict]:
 def recording(path: Path) -> dict:
     """`trainer.callbacks` entry for a LossRecorder writing to `path`."""
     return {"class_path": "training_runs.LossRecorder", "init_args": {"path": str(path)}}
+
+
+class SignalAt(Callback):
+    """Sends `signum` to this process after optimizer step `step`, as a scheduler or Ctrl-C would."""
+
+    def __init__(self, step: int, signum: int) -> None:
+        self.step, self.signum = step, signum
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        if trainer.global_step == self.step and (batch_idx + 1) % trainer.accumulate_grad_batches == 0:
+            import os
+
+            os.kill(os.getpid(), self.signum)
+
+
+def signal_at(step: int, signum: int) -> dict:
+    return {"class_path": "training_runs.SignalAt", "init_args": {"step": step, "signum": int(signum)}}
