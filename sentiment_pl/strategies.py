@@ -81,7 +81,16 @@ class ZeroOffload(DeepSpeedStrategy):
         if self.is_global_zero and partial.exists():
             shutil.rmtree(partial)  # left over from a crash
         self.barrier("zero_offload_save_start")
-        super().save_checkpoint(checkpoint, partial, storage_options)
+        handle = None
+        if self.exclude_frozen_parameters:
+            # DeepSpeed drops frozen parameters but keeps every other state_dict entry, and bitsandbytes stores
+            # each 4-bit layer's quantization state (absmax, quant_map, ...) as such entries.
+            handle = self.lightning_module.register_state_dict_post_hook(_keep_trainable_only)
+        try:
+            super().save_checkpoint(checkpoint, partial, storage_options)
+        finally:
+            if handle is not None:
+                handle.remove()
         self.barrier("zero_offload_save_written")
         if self.is_global_zero:
             swap_directory(partial, final)
@@ -91,3 +100,8 @@ class ZeroOffload(DeepSpeedStrategy):
         if self.is_global_zero and os.path.isdir(filepath):
             shutil.rmtree(filepath)
 
+
+def _keep_trainable_only(module: torch.nn.Module, state_dict: dict, prefix: str, local_metadata: dict) -> None:
+    keep = {prefix + name for name, p in module.named_parameters() if p.requires_grad}
+    for key in [k for k in state_dict if k.startswith(prefix) and k not in keep]:
+        del state_dict[key]

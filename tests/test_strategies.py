@@ -52,8 +52,9 @@ def test_zero_offload_trains_only_adapters_with_cpu_adam(zero_run):
     # ZeRO-2 keeps the optimizer's fp32 copy of the parameters it steps, flattened: exactly the adapters.
     stepped = sum(flat.numel() for flat in engine.optimizer.single_partition_of_fp32_groups)
     assert stepped == sum(p.numel() for p in lora)
+    # The engine's forward divides the returned loss by the accumulation steps; the ratio is what matters.
     losses = [r["loss"] for r in zero_run["losses"]]
-    assert len(losses) == 12 and sum(losses[-4:]) / 4 < sum(losses[:4]) / 4 - 0.5, losses
+    assert len(losses) == 12 and sum(losses[-4:]) < 0.95 * sum(losses[:4]), losses
 
 
 @pytest.mark.slow
