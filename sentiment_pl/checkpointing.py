@@ -15,6 +15,7 @@ import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback, OnExceptionCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 log = logging.getLogger(__name__)
 
@@ -106,8 +107,10 @@ class SaveOnInterrupt(OnExceptionCheckpoint):
                                                              "checkpoints")
 
     def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
-        if trainer.state.fn != "fit" or not self.dirpath:
-            return  # nothing to resume outside of fit
+        if trainer.state.fn != "fit" or trainer.state.stage not in ("train", "validate") or not self.dirpath:
+            return  # nothing to resume outside of the fit loop
+        if trainer.world_size > 1 and not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            return  # an error on one rank: the others would wait forever in the collective save
         log.warning("%s: saving %s", type(exception).__name__, self.ckpt_path)
         super().on_exception(trainer, pl_module, exception)
 
@@ -128,10 +131,11 @@ class AdapterExport(Callback):
         self.dirpath = dirpath
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # `trainer.log_dir` is a collective (rank zero broadcasts it): every rank asks, before rank zero writes.
+        target = Path(self.dirpath or os.path.join(trainer.log_dir or trainer.default_root_dir, "adapter"))
         model = getattr(pl_module, "model", None)
         if not trainer.is_global_zero or not hasattr(model, "peft_config"):
             return  # full training has no adapter; its weights are in the checkpoint
-        target = Path(self.dirpath or os.path.join(trainer.log_dir or trainer.default_root_dir, "adapter"))
         export_adapter(model, target)
         log.info("adapter saved to %s", target)
 
