@@ -32,12 +32,13 @@ class ZeroOffload(DeepSpeedStrategy):
         exclude_frozen_parameters: Leave the frozen base weights out of checkpoints; `configure_model` rebuilds
             them (the random-init seed or the hub weights), so a checkpoint is adapter-sized.
         pin_memory: Pin the CPU optimizer buffers (faster host-device copies; GPU only).
-        logging_batch_size_per_gpu: Batch size DeepSpeed reports in its own logs.
+        logging_batch_size_per_gpu: Batch size DeepSpeed reports in its own logs. Lightning's `auto` reads it
+            from the training loader, which `validate`/`test`/`predict` never build.
         kwargs: Any other `lightning.pytorch.strategies.DeepSpeedStrategy` argument.
     """
 
     def __init__(self, stage: int = 2, offload_optimizer: bool = True, exclude_frozen_parameters: bool = True,
-                 pin_memory: bool = False, logging_batch_size_per_gpu: int | str = "auto", **kwargs: Any) -> None:
+                 pin_memory: bool = False, logging_batch_size_per_gpu: int = 1, **kwargs: Any) -> None:
         if stage not in (1, 2, 3):
             raise ValueError(f"ZeroOffload: stage={stage}; ZeRO stages are 1, 2 or 3")
         super().__init__(stage=stage, offload_optimizer=offload_optimizer, pin_memory=pin_memory,

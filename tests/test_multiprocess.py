@@ -34,10 +34,12 @@ def launch(config: Path, ckpt: Path, out: Path, fit: bool) -> dict:
 def configs(tmp: Path, tokenizer_dir, data_dir, strategy: dict) -> tuple[Path, Path, Path]:
     """(two-rank config, one-rank config, checkpoint path)"""
     base = tiny_config(tmp / "two", tokenizer_dir, data_dir, deep_update(strategy, {
-        "trainer": {"max_steps": 3, "limit_val_batches": 1.0, "callbacks": [recording(tmp / "two" / "losses.jsonl")]},
+        "trainer": {"max_steps": 3, "limit_val_batches": 1.0,
+                    "callbacks": [recording(tmp / "two" / "losses.jsonl")]},
         "data": {"eval_batch_size": 4}}))
     two = deep_update(base, {"trainer": {"devices": 2}, "predictions": {"output": str(tmp / "two" / "pred.csv")}})
-    one = deep_update(base, {"trainer": {"devices": 1, "logger": False, "default_root_dir": str(tmp / "one")},
+    one = deep_update(base, {"trainer": {"devices": 1, "default_root_dir": str(tmp / "one"), "logger": {
+        "class_path": "lightning.pytorch.loggers.CSVLogger", "init_args": {"save_dir": str(tmp / "one" / "logs")}}},
                              "predictions": {"output": str(tmp / "one" / "pred.csv")}})
     ckpt = tmp / "two" / "logs" / "run" / "v" / "checkpoints" / "last.ckpt"
     return (write_config(tmp / "two" / "config.yaml", two), write_config(tmp / "one" / "config.yaml", one), ckpt)
