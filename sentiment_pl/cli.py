@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 
+import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
@@ -49,6 +51,9 @@ class SentimentCLI(LightningCLI):
 
 
 def main(args: list[str] | None = None) -> SentimentCLI:
+    if not torch.cuda.is_available():
+        # DeepSpeed would detect its CPU accelerator itself, but announces that on stdout, into --print_config.
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("sentiment_pl").setLevel(logging.INFO)
     return SentimentCLI(SentimentClassifier, TweetSentimentData, args=args, seed_everything_default=0,
