@@ -75,6 +75,12 @@ class LengthGroupedSampler(DistributedSampler):
             rank = torch.distributed.get_rank() if distributed else 0
         super().__init__(lengths, num_replicas=num_replicas, rank=rank or 0, shuffle=True, seed=seed)
         self.lengths, self.batch_size, self.group = list(lengths), batch_size, group
+        self.resume_epoch, self.resume_batches = 0, 0
+
+    def resume_at(self, epoch: int, batches: int) -> None:
+        """In `epoch`, skip this rank's first `batches` batches: a resumed run continues where it stopped
+        instead of repeating them. The length stays that of the whole epoch, as the training loop counts it."""
+        self.resume_epoch, self.resume_batches = epoch, batches
 
     def __iter__(self) -> Iterator[int]:
         generator = torch.Generator().manual_seed(self.seed + self.epoch)
@@ -85,7 +91,10 @@ class LengthGroupedSampler(DistributedSampler):
         # Pad by wrapping so every rank gets the same number of samples, as DistributedSampler does in training.
         total = math.ceil(len(order) / self.num_replicas) * self.num_replicas
         order = (order + order[: total - len(order)])[:total]
-        return iter(order[self.rank:total:self.num_replicas])
+        mine = order[self.rank:total:self.num_replicas]
+        if self.epoch == self.resume_epoch:
+            mine = mine[self.resume_batches * self.batch_size:]
+        return iter(mine)
 
     def __len__(self) -> int:
         return math.ceil(len(self.lengths) / self.num_replicas)

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import logging
+import os
 
+import torch
 from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from sentiment_pl.calibrated_test import CalibratedTest
 from sentiment_pl.callbacks import PredictionWriter, StepBudget, Throughput
+from sentiment_pl.checkpointing import AdapterExport, ExactResume, SaveOnInterrupt
+from sentiment_pl.compatibility import check_combination
 from sentiment_pl.data import TweetSentimentData
 from sentiment_pl.example_predictions import ExamplePredictions
 from sentiment_pl.module import SentimentClassifier
@@ -16,6 +20,7 @@ from sentiment_pl.module import SentimentClassifier
 TRAINER_DEFAULTS = {
     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                "init_args": {"save_dir": "runs", "name": "sentiment", "default_hp_metric": False}},
+    "plugins": [{"class_path": "sentiment_pl.checkpointing.AtomicCheckpointIO"}],
 }
 
 
@@ -40,10 +45,20 @@ class SentimentCLI(LightningCLI):
         parser.add_lightning_class_args(PredictionWriter, "predictions")
         parser.add_lightning_class_args(CalibratedTest, "calibration")
         parser.add_lightning_class_args(ExamplePredictions, "examples")
+        parser.add_lightning_class_args(ExactResume, "exact_resume")
+        parser.add_lightning_class_args(SaveOnInterrupt, "save_on_interrupt")
+        parser.add_lightning_class_args(AdapterExport, "adapter")
+
+    def before_instantiate_classes(self) -> None:
+        # Refuse known-bad combinations (DeepSpeed with 4-bit, ...) before anything is built or loaded.
+        check_combination(self.config.get(self.subcommand) if self.subcommand else self.config)
 
 
 def main(args: list[str] | None = None, run: bool = True) -> SentimentCLI:
     """Run a subcommand; with `run=False`, parse a config (no subcommand) and only instantiate its classes."""
+    if not torch.cuda.is_available():
+        # DeepSpeed would detect its CPU accelerator itself, but announces that on stdout, into --print_config.
+        os.environ.setdefault("DS_ACCELERATOR", "cpu")
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("sentiment_pl").setLevel(logging.INFO)
     return SentimentCLI(SentimentClassifier, TweetSentimentData, args=args, run=run, seed_everything_default=0,

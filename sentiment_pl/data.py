@@ -5,10 +5,12 @@ from __future__ import annotations
 import logging
 
 import lightning.pytorch as pl
+import torch
 from jsonargparse import lazy_instance
 from torch.utils.data import DataLoader
 
 from sentiment_pl.batching import Collator, EncodedDataset, LengthGroupedSampler, OrderedShardSampler
+from sentiment_pl.checkpointing import batches_done_in_epoch
 from sentiment_pl.encoding import ChatEncoder
 from sentiment_pl.prompts import PromptSpec
 from sentiment_pl.sources import HubTweetEval, Split, TweetSource, TweetSplit
@@ -90,6 +92,7 @@ class TweetSentimentData(pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         dataset = self.datasets["train"]
         sampler = LengthGroupedSampler(dataset.lengths, self.batch_size, seed=self.seed, group=self.group_by_length)
+        sampler.resume_at(*batches_done_in_epoch(self.trainer))  # after a resume, the rest of the epoch
         return self._loader(dataset, sampler, self.batch_size)
 
     def val_dataloader(self) -> DataLoader:
@@ -108,4 +111,7 @@ class TweetSentimentData(pl.LightningDataModule):
     def _loader(self, dataset: EncodedDataset, sampler, batch_size: int) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
                           collate_fn=Collator(self.tokenizer.pad_token_id),
-                          persistent_workers=self.num_workers > 0)
+                          persistent_workers=self.num_workers > 0,
+                          # Worker seeds from a generator of their own: creating a loader then leaves the global
+                          # random stream (dropout) alone, so a resumed run draws what an uninterrupted one does.
+                          generator=torch.Generator().manual_seed(self.seed))

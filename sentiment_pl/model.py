@@ -86,8 +86,13 @@ def load_base_model(spec: BaseModelSpec, device: torch.device | str = "cpu"):
                                                      attn_implementation=spec.attn_implementation)
         if spec.quantization == "nf4":
             # transformers quantizes while loading weights, so random weights take a round trip through disk.
+            # Written by hand, not with save_pretrained: under torch.distributed that writes on rank 0 only, and
+            # every rank rebuilds the model from its own temporary directory.
+            from safetensors.torch import save_model
+
             with tempfile.TemporaryDirectory(prefix="sentiment_pl_init_") as tmp:
-                model.save_pretrained(tmp)
+                model.config.save_pretrained(tmp)
+                save_model(model, f"{tmp}/model.safetensors", metadata={"format": "pt"})
                 model = AutoModelForCausalLM.from_pretrained(tmp, **kwargs)
     model.config.use_cache = False  # training and scoring never reuse a KV cache
     model.requires_grad_(False)

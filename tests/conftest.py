@@ -55,3 +55,12 @@ def tweets(tweeteval_dir):
     from sentiment_pl.sources import TweetEvalFolder
 
     return TweetEvalFolder(str(tweeteval_dir)).load("validation", CLASS_NAMES)
+
+
+@pytest.fixture(scope="session")
+def cpu_adam():
+    """DeepSpeed's CPU Adam op, compiled once (about a minute) and cached under ~/.cache/torch_extensions, where
+    CI keeps it between runs; DeepSpeed's own loader reuses the build."""
+    from deepspeed.ops.op_builder import CPUAdamBuilder
+
+    return CPUAdamBuilder().load()

@@ -1,0 +1,165 @@
+"""What a LoRA run saves: checkpoints written atomically, the random state for an exact resume, a checkpoint when
+the run is interrupted, and the adapter in peft's own format."""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import lightning.pytorch as pl
+import torch
+from lightning.fabric.plugins import TorchCheckpointIO
+from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
+from lightning.pytorch.callbacks import Callback, OnExceptionCheckpoint
+from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+log = logging.getLogger(__name__)
+
+
+class AtomicCheckpointIO(TorchCheckpointIO):
+    """Writes each checkpoint file to a temporary file in the same directory, then renames it over the target.
+
+    Lightning's own save goes through an fsspec transaction whose temporary file lies in the system temp
+    directory; when that is another filesystem the final move is a copy, and a crash during it leaves a truncated
+    `last.ckpt`. A rename within one directory is atomic on POSIX.
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options, got {storage_options!r}")
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                torch.save(checkpoint, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+class ExactResume(Callback):
+    """Saves the random state (torch, CUDA, numpy, Python) with every checkpoint and restores it on resume, right
+    before the first training batch, so dropout draws the same masks as in an uninterrupted run.
+
+    The data order needs no state: the training sampler is seeded by epoch and skips the batches the checkpoint
+    had already consumed. Data loaders draw their worker seeds from their own generator, not the global one, so
+    the moment a loader is created does not shift the random stream.
+    """
+
+    def __init__(self) -> None:
+        self._pending: dict[str, Any] | None = None
+
+    def state_dict(self) -> dict[str, Any]:
+        states = _collect_rng_states(include_cuda=torch.cuda.is_available())
+        # numpy's state holds an ndarray, which `torch.load(weights_only=True)` refuses; plain lists load anywhere.
+        states["numpy"] = tuple(x.tolist() if hasattr(x, "tolist") else x for x in states["numpy"])
+        return {"rng": states}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._pending = state_dict.get("rng")
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
+                             batch_idx: int) -> None:
+        if self._pending is not None:
+            _set_rng_states(self._pending)
+            self._pending = None
+
+
+def batches_done_in_epoch(trainer: pl.Trainer | None) -> tuple[int, int]:
+    """(epoch, training batches already processed in it) as restored from a checkpoint; (0, 0) on a fresh run.
+
+    `processed` counts a batch once its optimizer step ran, also when the checkpoint was written inside the
+    batch-end hooks or by an interruption during the next batch.
+    """
+    if trainer is None:
+        return 0, 0
+    loop = trainer.fit_loop.epoch_loop
+    return trainer.current_epoch, loop.batch_progress.current.processed
+
+
+class SaveOnInterrupt(OnExceptionCheckpoint):
+    """On SIGINT (Ctrl-C), SIGTERM (as schedulers send before a kill) or an error, saves the state of the last
+    completed batch to `<checkpoints dir>/interrupted.ckpt`; resume with `--ckpt_path` on it.
+
+    Lightning turns SIGTERM into an exception at the next batch boundary and Ctrl-C into KeyboardInterrupt; both
+    reach `on_exception`. A run that finishes removes the file.
+
+    Args:
+        dirpath: Where to write it; defaults to the directory of the `last_checkpoint` callback.
+        filename: File name without the extension.
+    """
+
+    def __init__(self, dirpath: str | None = None, filename: str = "interrupted") -> None:
+        super().__init__(dirpath=dirpath or "", filename=filename)
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if not self.dirpath:
+            dirs = [cb.dirpath for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+            self.dirpath = dirs[0] if dirs else os.path.join(trainer.log_dir or trainer.default_root_dir,
+                                                             "checkpoints")
+
+    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+        if trainer.state.fn != "fit" or trainer.state.stage not in ("train", "validate") or not self.dirpath:
+            return  # nothing to resume outside of the fit loop
+        if trainer.world_size > 1 and not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
+            return  # an error on one rank: the others would wait forever in the collective save
+        log.warning("%s: saving %s", type(exception).__name__, self.ckpt_path)
+        super().on_exception(trainer, pl_module, exception)
+
+    def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit" and self.dirpath and os.path.exists(self.ckpt_path):
+            super().teardown(trainer, pl_module, stage)
+
+
+class AdapterExport(Callback):
+    """At the end of `fit`, writes the adapter in peft's format (`adapter_config.json` and
+    `adapter_model.safetensors`), loadable with `PeftModel.from_pretrained(base_model, path)`.
+
+    Args:
+        dirpath: Target directory; defaults to `<log_dir>/adapter`.
+    """
+
+    def __init__(self, dirpath: str | None = None) -> None:
+        self.dirpath = dirpath
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        # `trainer.log_dir` is a collective (rank zero broadcasts it): every rank asks, before rank zero writes.
+        target = Path(self.dirpath or os.path.join(trainer.log_dir or trainer.default_root_dir, "adapter"))
+        model = getattr(pl_module, "model", None)
+        if not trainer.is_global_zero or not hasattr(model, "peft_config"):
+            return  # full training has no adapter; its weights are in the checkpoint
+        export_adapter(model, target)
+        log.info("adapter saved to %s", target)
+
+
+def export_adapter(model, target: Path) -> Path:
+    """`model.save_pretrained` into a temporary directory beside `target`, then swapped in whole."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        model.save_pretrained(partial)
+        swap_directory(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return target
+
+
+def swap_directory(new: Path, final: Path) -> None:
+    """Put the complete directory `new` at `final`, replacing what was there."""
+    previous = final.with_name(final.name + ".previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    if final.exists():
+        os.replace(final, previous)
+    os.replace(new, final)
+    if previous.exists():
+        shutil.rmtree(previous)
