@@ -19,12 +19,10 @@ from sentiment_pl.sources import Split, TweetSource, TweetSplit
 class BaseOnlyClassifier(SentimentClassifier):
     """The classifier with the base model alone: no adapters, nothing trainable (zero-shot)."""
 
-    def configure_model(self) -> None:
-        if self.model is not None:
-            return
+    def build_model(self):
         from sentiment_pl.model import load_base_model
 
-        self.model = load_base_model(self.base, device=self.trainer.strategy.root_device if self._trainer else "cpu")
+        return load_base_model(self.base, device=self.trainer.strategy.root_device if self._trainer else "cpu")
 
 
 class FirstTweets(TweetSource):

@@ -86,8 +86,7 @@ class SentimentClassifier(pl.LightningModule):
         """Load the base model and add adapters; runs once, after the strategy has chosen the device."""
         if self.model is not None:
             return
-        model = load_base_model(self.base, device=self.trainer.strategy.root_device if self._trainer else "cpu")
-        self.model = add_adapters(model, self.base, self.lora)
+        self.model = self.build_model()
         if self.share_prefix:
             use_shared_prefix_attention(self.model)
         # from_pretrained leaves the base in eval mode and Lightning keeps each module's mode as found: without
@@ -95,6 +94,11 @@ class SentimentClassifier(pl.LightningModule):
         self.model.train()
         trainable, total = count_parameters(self.model)
         log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
+
+    def build_model(self):
+        """The base model with what trains on it: LoRA adapters, or every weight with `lora: null`."""
+        model = load_base_model(self.base, device=self.trainer.strategy.root_device if self._trainer else "cpu")
+        return add_adapters(model, self.base, self.lora)
 
     # -- the forward pieces --------------------------------------------------------------------------------
 
