@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from sentiment_pl.files import atomic_directory
 from sentiment_pl.model import BaseModelSpec, LoraSettings
 from sentiment_pl.module import SentimentClassifier
 from sentiment_pl.prompts import PromptSpec
@@ -57,7 +56,7 @@ def save_adapter(module: SentimentClassifier, tokenizer, prompt: PromptSpec, max
     if module.lora is None:
         raise ValueError("the model was trained without adapters (model.lora: null); export the merged model")
     info = AdapterInfo(module.base, module.lora, prompt, max_length)
-    with _atomic_directory(directory) as tmp:
+    with atomic_directory(directory) as tmp:
         module.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / INFO_FILE).write_text(info.to_json(), encoding="utf-8")
@@ -117,30 +116,9 @@ def merge_adapter(adapter: str | Path, directory: str | Path, base_name: str | N
         base = base.dequantize()
     merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     merged.config.use_cache = True  # training switched it off; generation wants it back
-    with _atomic_directory(directory) as tmp:
+    with atomic_directory(directory) as tmp:
         merged.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(str(adapter)).save_pretrained(tmp)  # with its chat template
         (tmp / INFO_FILE).write_text(json.dumps({"prompt": dataclasses.asdict(info.prompt),
                                                  "max_length": info.max_length}, indent=2), encoding="utf-8")
     return Path(directory)
-
-
-class _atomic_directory:
-    """A temporary directory beside `target` that replaces it on success and vanishes on failure."""
-
-    def __init__(self, target: str | Path) -> None:
-        self.target = Path(target)
-
-    def __enter__(self) -> Path:
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        self.tmp = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.", dir=self.target.parent))
-        return self.tmp
-
-    def __exit__(self, kind, value, traceback) -> None:
-        if kind is not None:
-            shutil.rmtree(self.tmp, ignore_errors=True)
-            return
-        self.tmp.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shareable directory
-        if self.target.exists():
-            shutil.rmtree(self.target)
-        self.tmp.rename(self.target)

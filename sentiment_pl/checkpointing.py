@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,8 @@ from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback, OnExceptionCheckpoint
 from lightning.pytorch.utilities.exceptions import SIGTERMException
+
+from sentiment_pl.files import atomic_directory
 
 log = logging.getLogger(__name__)
 
@@ -142,24 +143,6 @@ class AdapterExport(Callback):
 
 def export_adapter(model, target: Path) -> Path:
     """`model.save_pretrained` into a temporary directory beside `target`, then swapped in whole."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
+    with atomic_directory(target) as partial:
         model.save_pretrained(partial)
-        swap_directory(partial, target)
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return target
-
-
-def swap_directory(new: Path, final: Path) -> None:
-    """Put the complete directory `new` at `final`, replacing what was there."""
-    previous = final.with_name(final.name + ".previous")
-    if previous.exists():
-        shutil.rmtree(previous)
-    if final.exists():
-        os.replace(final, previous)
-    os.replace(new, final)
-    if previous.exists():
-        shutil.rmtree(previous)

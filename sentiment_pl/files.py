@@ -6,8 +6,10 @@ import csv
 import io
 import json
 import os
+import shutil
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -40,3 +42,34 @@ def write_rows(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
     if suffix in {".jsonl", ".json"}:
         return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     raise ValueError(f"{path}: unsupported output type {suffix!r}; use .csv or .jsonl")
+
+
+@contextmanager
+def atomic_directory(target: str | Path) -> Iterator[Path]:
+    """A temporary directory beside `target` to write into; swapped in for `target` on success, removed on failure."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        yield partial
+        partial.chmod(0o755)  # mkdtemp makes it private; the result is an ordinary shareable directory
+        swap_directory(partial, target)
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+
+
+def swap_directory(new: Path, final: Path) -> None:
+    """Put the complete directory `new` at `final`, replacing what was there.
+
+    The previous copy stays at `<final>.previous` until the new one is in place, so a crash between the two
+    renames loses nothing.
+    """
+    previous = final.with_name(final.name + ".previous")
+    if previous.exists():
+        shutil.rmtree(previous)
+    if final.exists():
+        os.replace(final, previous)
+    os.replace(new, final)
+    if previous.exists():
+        shutil.rmtree(previous)

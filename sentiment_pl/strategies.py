@@ -13,7 +13,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.strategies import DeepSpeedStrategy
 from lightning.fabric.utilities.seed import reset_seed
 
-from sentiment_pl.checkpointing import swap_directory
+from sentiment_pl.files import swap_directory
 
 
 class ZeroOffload(DeepSpeedStrategy):
