@@ -2,7 +2,7 @@
 
 With TinyLlama's template the system turn is 43 of a sample's ~100 tokens. Instead of running it for every
 example, the decoder runs once over one packed sequence: the prefix (once), then every example's remaining
-tokens. In each layer, attention is split: the prefix attends causally to itself; each example's tokens attend to
+real tokens, padding left out. In each layer, attention is split: the prefix attends causally to itself; each example's tokens attend to
 the prefix's keys and values (expanded over the batch, a view) and causally to their own. Nothing is detached: the
 LoRA adapters on k_proj/v_proj change every step, and their gradients through the shared keys and values are the
 sum over the batch, as in the unshared computation. One decoder call (not a prefix pass plus a KV-cache pass)
@@ -89,26 +89,49 @@ def check_attention(attn_implementation: str) -> None:
 
 @dataclass(frozen=True)
 class PackedLayout:
-    """One packed sequence: the prefix once (`length` tokens), then `batch` right-padded rows of `rest` tokens.
+    """One packed sequence: the prefix once (`length` tokens), then the real tokens of `batch` rows of `rest`.
 
+    Padding is not packed: `real` holds the slots (row * rest + position) of the rows' real tokens, in order, or is
+    None when no row is padded. Projections, MLPs and norms, nearly all of a step, run on real tokens only;
+    attention alone sees the rows padded again to [batch, rest] (zeros in the padded slots, which only padded
+    queries ever attend to, as right padding comes after a row's real tokens).
     `rows_mask` [1, 1, rest, length + rest] (True: attend): a row's token i sees the prefix and its row up to i.
-    Right padding needs no mask: it only ever comes after a row's real tokens.
     """
 
     length: int
     batch: int
     rest: int
     rows_mask: torch.Tensor
+    real: torch.Tensor | None = None
 
     @classmethod
-    def of(cls, length: int, batch: int, rest: int, device: torch.device) -> PackedLayout:
+    def of(cls, length: int, batch: int, rest: int, device: torch.device,
+           real: torch.Tensor | None = None) -> PackedLayout:
         mask = torch.ones(rest, length + rest, dtype=torch.bool, device=device).tril(length)
-        return cls(length, batch, rest, mask[None, None])
+        return cls(length, batch, rest, mask[None, None], real)
+
+    @property
+    def row_tokens(self) -> int:
+        """Tokens of the rows in the packed sequence."""
+        return self.batch * self.rest if self.real is None else len(self.real)
+
+    def unpack(self, packed: torch.Tensor, dim: int) -> torch.Tensor:
+        """The rows' packed tokens along `dim` -> all batch * rest slots, zeros where a row is padded."""
+        if self.real is None:
+            return packed
+        shape = list(packed.shape)
+        shape[dim] = self.batch * self.rest
+        return packed.new_zeros(shape).index_copy(dim, self.real, packed)
+
+    def pack(self, slots: torch.Tensor, dim: int) -> torch.Tensor:
+        """All batch * rest slots along `dim` -> the rows' real tokens."""
+        return slots if self.real is None else slots.index_select(dim, self.real)
 
     def split(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[1, heads, P + B*S, d] -> the prefix [1, heads, P, d] and the rows [B, heads, S, d]."""
+        """[1, heads, P + N, d] -> the prefix [1, heads, P, d] and the padded rows [B, heads, S, d]."""
         # One split (its backward is one cat), not two slices (each would scatter into a zeroed full-size grad).
-        prefix, rows = states.split([self.length, self.batch * self.rest], dim=2)
+        prefix, rows = states.split([self.length, self.row_tokens], dim=2)
+        rows = self.unpack(rows, dim=2)
         return prefix, rows[0].unflatten(1, (self.batch, self.rest)).transpose(0, 1)
 
 
@@ -130,7 +153,8 @@ def _shared_prefix_attention(base: Callable) -> Callable:
         keys = torch.cat([k_prefix.expand(batch, -1, -1, -1), k_rows], dim=2)
         values = torch.cat([v_prefix.expand(batch, -1, -1, -1), v_rows], dim=2)
         rows_out, _ = base(module, q_rows, keys, values, shared_prefix.rows_mask, **kwargs)
-        return torch.cat([prefix_out, rows_out.reshape(1, batch * rest, *rows_out.shape[2:])], dim=1), None
+        rows_out = shared_prefix.pack(rows_out.reshape(batch * rest, *rows_out.shape[2:]), dim=0)
+        return torch.cat([prefix_out, rows_out[None]], dim=1), None
 
     return attention
 
@@ -139,25 +163,29 @@ def shared_prefix_hidden_states(backbone, input_ids: torch.Tensor, attention_mas
                                 prefix: Sequence[int]) -> torch.Tensor:
     """Final hidden states [batch, T, width] of right-padded rows that all start with `prefix`, which runs once.
 
-    Equal, up to float rounding, to `backbone(input_ids, attention_mask).last_hidden_state`, gradients included.
-    The decoder runs once, on one packed sequence: the prefix, then every row's remaining tokens, with the
-    positions they have in their rows.
+    Equal, up to float rounding, to `backbone(input_ids, attention_mask).last_hidden_state` at every real token,
+    gradients included; zeros at padded positions, which are never computed. The decoder runs once, on one packed
+    sequence: the prefix, then every row's remaining real tokens, with the positions they have in their rows.
     """
     if not backbone.config._attn_implementation.startswith(ATTENTION):
         raise RuntimeError("shared_prefix_hidden_states needs use_shared_prefix_attention(model) first")
     check_rows_start_with(input_ids, attention_mask, prefix)
     length, (batch, width) = len(prefix), input_ids.shape
     rest = width - length
-    packed = torch.cat([input_ids[0, :length], input_ids[:, length:].flatten()])[None]
+    is_real = attention_mask[:, length:].flatten().bool()
+    # One more host-device sync (the packed length), repaid many times over by the padding not computed.
+    real = None if bool(is_real.all()) else is_real.nonzero().flatten()
+    layout = PackedLayout.of(length, batch, rest, input_ids.device, real)
     positions = torch.arange(width, device=input_ids.device)
-    positions = torch.cat([positions[:length], positions[length:].repeat(batch)])[None]
-    # A 4-D mask is used as given: the shared-prefix attention builds its own, so none of [P+B*S]^2 is built.
+    packed = torch.cat([input_ids[0, :length], layout.pack(input_ids[:, length:].flatten(), dim=0)])[None]
+    positions = torch.cat([positions[:length], layout.pack(positions[length:].repeat(batch), dim=0)])[None]
+    # A 4-D mask is used as given: the shared-prefix attention builds its own, so none of [P+N]^2 is built.
     placeholder = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=input_ids.device)
-    layout = PackedLayout.of(length, batch, rest, input_ids.device)
     hidden = backbone(input_ids=packed, position_ids=positions, attention_mask=placeholder,
                       shared_prefix=layout).last_hidden_state
-    prefix_hidden, rows_hidden = hidden.split([length, batch * rest], dim=1)
-    return torch.cat([prefix_hidden.expand(batch, -1, -1), rows_hidden.view(batch, rest, -1)], dim=1)
+    prefix_hidden, rows_hidden = hidden[0].split([length, layout.row_tokens])
+    rows_hidden = layout.unpack(rows_hidden, dim=0).view(batch, rest, -1)
+    return torch.cat([prefix_hidden.expand(batch, -1, -1), rows_hidden], dim=1)
 
 
 def check_rows_start_with(input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: Sequence[int]) -> None:

@@ -148,6 +148,24 @@ def test_hidden_states_equal_and_padding_changes_nothing(classifier, encoder, tw
             torch.testing.assert_close(shared[row, :n], alone[0], **HIDDEN)
 
 
+def test_padding_is_never_computed(classifier, encoder, tweets):
+    """The layers see the prefix once and every row's real tokens, not one padded position."""
+    backbone = classifier.model.get_base_model().get_decoder()
+    batch = real_batch(encoder, tweets, 20, 6)
+    ids, mask = batch["input_ids"], batch["attention_mask"]
+    seen = []
+    hook = backbone.layers[0].mlp.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[1]))
+    try:
+        with torch.no_grad():
+            hidden = shared_prefix_hidden_states(backbone, ids, mask, encoder.prefix_ids)
+    finally:
+        hook.remove()
+    prefix = len(encoder.prefix_ids)
+    assert seen == [prefix + int(mask[:, prefix:].sum())]
+    assert seen[0] < prefix + ids[:, prefix:].numel()  # the batch was padded: something was left out
+    assert (hidden[~mask.bool()] == 0).all()
+
+
 @pytest.mark.parametrize("first_token", [True, False], ids=["first-token", "whole-answer"])
 def test_class_scores_equal_the_unshared_scores(classifier, encoder, tweets, first_token):
     classifier.first_tokens_distinct = first_token
