@@ -102,7 +102,7 @@ def alternate(module, prefix: tuple[int, ...], batches, step, rounds: int) -> di
     for r in range(rounds + 1):  # round 0 warms both paths up and is dropped
         batch = batches[r % len(batches)]
         for variant in (("shared", "unshared") if r % 2 else ("unshared", "shared")):
-            module.prefix_ids = prefix if variant == "shared" else ()
+            module.prefix_ids = prefix if variant == "shared" else None
             seconds = step(batch)
             if r:
                 times[variant].append(seconds)
@@ -113,7 +113,7 @@ def equality_check(module, prefix, batch) -> float:
     """|loss shared - loss unshared| on one batch: the benchmark measures two equal computations."""
     with torch.no_grad():
         losses = []
-        for p in (prefix, ()):
+        for p in (prefix, None):
             module.prefix_ids = p
             hidden = module.hidden_states(batch["input_ids"], batch["attention_mask"])
             losses.append(completion_loss(hidden, batch["labels"], module.head).item())

@@ -31,8 +31,9 @@ class SentimentClassifier(pl.LightningModule):
         lr_schedule: transformers schedule name: `linear`, `cosine`, `constant`, `constant_with_warmup`, ...
         warmup_ratio: Fraction of the optimizer steps spent warming the learning rate up from 0.
         share_prefix: Run the system turn that opens every example once per batch and let every example attend
-            to its keys and values (same loss, gradients and scores, less compute). Needs right-padded rows that
-            all start with it and `base.attn_implementation: sdpa`.
+            to its keys and values, in one decoder call over the packed rows, padding left out (same loss,
+            gradients and scores, less compute; without a system turn, only the padding is saved). Needs
+            right-padded rows that all start with it and `base.attn_implementation: sdpa`.
         class_weights: Weigh the training loss by class: one number per class, or `balanced` (inverse training
             frequency); `null` weighs every answer token alike.
     """
@@ -58,7 +59,8 @@ class SentimentClassifier(pl.LightningModule):
         self.answers: tuple[tuple[int, ...], ...] = ()
         self.first_tokens_distinct = True
         self.pad_id = 0
-        self.share_prefix, self.prefix_ids = share_prefix, ()
+        # The shared prefix's token ids once set up (empty: no system turn, rows still packed); None: unshared.
+        self.share_prefix, self.prefix_ids = share_prefix, None
         # Checkpoints hold the trainable weights only; the frozen base is rebuilt by configure_model.
         self.strict_loading = False
 
@@ -70,9 +72,9 @@ class SentimentClassifier(pl.LightningModule):
         dm.load_tokenizer()
         self.class_names, self.answers = dm.prompt.class_names, dm.encoder.answers
         self.first_tokens_distinct, self.pad_id = dm.encoder.first_tokens_distinct, dm.tokenizer.pad_token_id
-        self.prefix_ids = dm.encoder.prefix_ids if self.share_prefix else ()
+        self.prefix_ids = dm.encoder.prefix_ids if self.share_prefix else None
         if self.share_prefix and not self.prefix_ids:
-            log.warning("model.share_prefix: the prompt has no system turn to share; every token runs per example")
+            log.info("model.share_prefix: the prompt has no system turn to share; rows are still packed unpadded")
         if self.class_weights is not None and stage == "fit":
             train = dm.raw["train"].sentiments
             self.loss_weights = resolve_class_weights(self.class_weights, train, len(self.class_names))
@@ -104,7 +106,7 @@ class SentimentClassifier(pl.LightningModule):
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         backbone, _ = backbone_and_head(self.model)
-        if self.prefix_ids:
+        if self.prefix_ids is not None:
             return shared_prefix_hidden_states(backbone, input_ids, attention_mask, self.prefix_ids)
         return backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 

@@ -147,21 +147,23 @@ def _shared_prefix_attention(base: Callable) -> Callable:
         k_prefix, k_rows = shared_prefix.split(key)
         v_prefix, v_rows = shared_prefix.split(value)
         # No mask: sdpa then runs causal attention with its fastest kernel.
-        prefix_out, _ = base(module, q_prefix, k_prefix, v_prefix, None, **kwargs)
+        prefix_out = base(module, q_prefix, k_prefix, v_prefix, None, **kwargs)[0] if shared_prefix.length else None
         # expand() is a view: the cat is the only copy, as in the unshared computation, and backward sums the
         # rows' gradients into the one prefix computation (LoRA on k_proj/v_proj learns through it).
         keys = torch.cat([k_prefix.expand(batch, -1, -1, -1), k_rows], dim=2)
         values = torch.cat([v_prefix.expand(batch, -1, -1, -1), v_rows], dim=2)
         rows_out, _ = base(module, q_rows, keys, values, shared_prefix.rows_mask, **kwargs)
         rows_out = shared_prefix.pack(rows_out.reshape(batch * rest, *rows_out.shape[2:]), dim=0)
-        return torch.cat([prefix_out, rows_out[None]], dim=1), None
+        rows_out = rows_out[None]
+        return (rows_out if prefix_out is None else torch.cat([prefix_out, rows_out], dim=1)), None
 
     return attention
 
 
 def shared_prefix_hidden_states(backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                                 prefix: Sequence[int]) -> torch.Tensor:
-    """Final hidden states [batch, T, width] of right-padded rows that all start with `prefix`, which runs once.
+    """Final hidden states [batch, T, width] of right-padded rows that all start with `prefix`, which runs once
+    (an empty `prefix` packs the rows alone).
 
     Equal, up to float rounding, to `backbone(input_ids, attention_mask).last_hidden_state` at every real token,
     gradients included; zeros at padded positions, which are never computed. The decoder runs once, on one packed

@@ -98,10 +98,10 @@ def real_batch(encoder, tweets, start: int, size: int) -> dict[str, torch.Tensor
     return batch
 
 
-def loss_and_grads(module, batches, prefix: tuple[int, ...]) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+def loss_and_grads(module, batches, prefix: tuple[int, ...] | None) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """Gradient accumulation over micro-batches, as the Trainer does: each loss / len(batches), backward each.
 
-    An empty `prefix` is the unshared computation."""
+    `prefix` None is the unshared computation; an empty one packs the rows without sharing anything."""
     module.prefix_ids = prefix
     module.model.zero_grad()
     losses = []
@@ -114,16 +114,17 @@ def loss_and_grads(module, batches, prefix: tuple[int, ...]) -> tuple[list[torch
     return losses, grads
 
 
+@pytest.mark.parametrize("shared", [True, False], ids=["system-turn", "packed-only"])
 @pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "gradient-checkpointing"])
 def test_loss_and_adapter_gradients_equal_the_unshared_computation(classifier, tokenizer_dir, encoder, tweets,
-                                                                   checkpointing):
+                                                                   checkpointing, shared):
     if checkpointing:
         classifier = make_classifier(tokenizer_dir, encoder, gradient_checkpointing=True)
     # The flag transformers' checkpointed layers read: the layers really replay in backward.
     assert classifier.model.get_base_model().model.layers[0].gradient_checkpointing == checkpointing
     batches = [real_batch(encoder, tweets, 0, 6), real_batch(encoder, tweets, 6, 5)]
-    losses, grads = loss_and_grads(classifier, batches, encoder.prefix_ids)
-    ref_losses, ref_grads = loss_and_grads(classifier, batches, ())
+    losses, grads = loss_and_grads(classifier, batches, encoder.prefix_ids if shared else ())
+    ref_losses, ref_grads = loss_and_grads(classifier, batches, None)
     for loss, ref in zip(losses, ref_losses):
         torch.testing.assert_close(loss, ref, **HIDDEN)
     assert len(grads) == 2 * 2 * 2  # lora_A and lora_B on k_proj and v_proj in 2 layers
@@ -148,7 +149,8 @@ def test_hidden_states_equal_and_padding_changes_nothing(classifier, encoder, tw
             torch.testing.assert_close(shared[row, :n], alone[0], **HIDDEN)
 
 
-def test_padding_is_never_computed(classifier, encoder, tweets):
+@pytest.mark.parametrize("shared", [True, False], ids=["system-turn", "packed-only"])
+def test_padding_is_never_computed(classifier, encoder, tweets, shared):
     """The layers see the prefix once and every row's real tokens, not one padded position."""
     backbone = classifier.model.get_base_model().get_decoder()
     batch = real_batch(encoder, tweets, 20, 6)
@@ -157,13 +159,15 @@ def test_padding_is_never_computed(classifier, encoder, tweets):
     hook = backbone.layers[0].mlp.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[1]))
     try:
         with torch.no_grad():
-            hidden = shared_prefix_hidden_states(backbone, ids, mask, encoder.prefix_ids)
+            hidden = shared_prefix_hidden_states(backbone, ids, mask, encoder.prefix_ids if shared else ())
+            full = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
     finally:
         hook.remove()
-    prefix = len(encoder.prefix_ids)
-    assert seen == [prefix + int(mask[:, prefix:].sum())]
+    prefix = len(encoder.prefix_ids) if shared else 0
+    assert seen[0] == prefix + int(mask[:, prefix:].sum())
     assert seen[0] < prefix + ids[:, prefix:].numel()  # the batch was padded: something was left out
     assert (hidden[~mask.bool()] == 0).all()
+    torch.testing.assert_close(hidden[mask.bool()], full[mask.bool()], **HIDDEN)
 
 
 @pytest.mark.parametrize("first_token", [True, False], ids=["first-token", "whole-answer"])
@@ -174,7 +178,7 @@ def test_class_scores_equal_the_unshared_scores(classifier, encoder, tweets, fir
         with torch.no_grad():
             classifier.prefix_ids = encoder.prefix_ids
             shared = classifier.class_log_probs(batch)
-            classifier.prefix_ids = ()
+            classifier.prefix_ids = None
             reference = classifier.class_log_probs(batch)
         assert shared.shape == (7, 3)
         torch.testing.assert_close(shared, reference, rtol=0, atol=1e-5)
@@ -229,7 +233,7 @@ def fit_and_predict(tmp_path, tokenizer_dir, share_prefix: bool) -> tuple[dict[s
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=tmp_path)
     trainer.fit(module, datamodule=data)
-    assert module.prefix_ids == (data.encoder.prefix_ids if share_prefix else ())
+    assert module.prefix_ids == (data.encoder.prefix_ids if share_prefix else None)
     probs = torch.cat([p["probs"] for p in trainer.predict(module, datamodule=data)])
     adapters = {n: p.detach().clone() for n, p in module.model.named_parameters() if p.requires_grad}
     return adapters, probs
