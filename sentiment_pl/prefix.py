@@ -1,14 +1,14 @@
 """The shared prefix: every conversation opens with the same system turn, so it is computed once per batch.
 
 With TinyLlama's template the system turn is 43 of a sample's ~100 tokens. Instead of running it for every
-example, the decoder runs once over one packed sequence: the prefix (once), then every example's remaining
-real tokens, padding left out. In each layer, attention is split: the prefix attends causally to itself; each example's tokens attend to
-the prefix's keys and values (expanded over the batch, a view) and causally to their own. Nothing is detached: the
-LoRA adapters on k_proj/v_proj change every step, and their gradients through the shared keys and values are the
-sum over the batch, as in the unshared computation. One decoder call (not a prefix pass plus a KV-cache pass)
-matters on 4-bit models: bitsandbytes dequantizes every weight once per call, forward and backward. Positions,
-causality and right padding are those of the unshared rows, so the result is the unshared model's hidden states
-at every position, and the loss and class scoring downstream do not change; transformers' gradient
+example, the decoder runs once over one packed sequence: the prefix (once), then every example's remaining real
+tokens, padding left out. In each layer, attention is split: the prefix attends causally to itself; each example's
+tokens attend to the prefix's keys and values (expanded over the batch, a view) and causally to their own. Nothing
+is detached: the LoRA adapters on k_proj/v_proj change every step, and their gradients through the shared keys and
+values are the sum over the batch, as in the unshared computation. One decoder call (not a prefix pass plus a KV-
+cache pass) matters on 4-bit models: bitsandbytes dequantizes every weight once per call, forward and backward.
+Positions, causality and right padding are those of the unshared rows, so the result is the unshared model's
+hidden states at every position, and the loss and class scoring downstream do not change; transformers' gradient
 checkpointing works unchanged, as the layout travels as a plain keyword argument.
 
 Two places guard the split: the encoder checks that the prefix is a token prefix of every encoded example, and

@@ -98,7 +98,8 @@ def real_batch(encoder, tweets, start: int, size: int) -> dict[str, torch.Tensor
     return batch
 
 
-def loss_and_grads(module, batches, prefix: tuple[int, ...] | None) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+def loss_and_grads(module, batches,
+                   prefix: tuple[int, ...] | None) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
     """Gradient accumulation over micro-batches, as the Trainer does: each loss / len(batches), backward each.
 
     `prefix` None is the unshared computation; an empty one packs the rows without sharing anything."""
