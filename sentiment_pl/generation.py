@@ -31,8 +31,18 @@ def generate_answers(model, prompts: Sequence[Sequence[int]], tokenizer, batch_s
                      max_new_tokens: int = 8) -> list[str]:
     """Greedy continuations of token-id prompts, decoded without special tokens; input order kept.
 
-    Prompts are left-padded (the new tokens must follow each prompt directly) and batched by length.
+    Prompts are left-padded (the new tokens must follow each prompt directly) and batched by length. The model
+    generates in eval mode (no dropout: greedy answers are then deterministic) and gets its mode back.
     """
+    training = model.training
+    model.eval()
+    try:
+        return _generate(model, prompts, tokenizer, batch_size, max_new_tokens)
+    finally:
+        model.train(training)
+
+
+def _generate(model, prompts: Sequence[Sequence[int]], tokenizer, batch_size: int, max_new_tokens: int) -> list[str]:
     from tqdm.auto import tqdm
 
     device = next(model.parameters()).device

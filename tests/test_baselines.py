@@ -82,3 +82,14 @@ def test_baselines_command_scores_the_base_model(spec, prompts, tweeteval_dir, t
     assert "always neutral" in results and "uniform random (expected)" in results
     out = capsys.readouterr().out
     assert "class scoring (zero-shot)" in out and "answers not exactly one class name" in out
+
+
+def test_generation_runs_in_eval_mode_and_gives_the_mode_back(spec, prompts, tokenizer):
+    model = load_base_model(spec)
+    _, ids = prompts
+    reference = generate_answers(model.eval(), ids, tokenizer, batch_size=4, max_new_tokens=3)
+    for layer in model.model.layers:
+        layer.self_attn.attention_dropout = 0.5  # would change the answers if generation ran in training mode
+    model.train()
+    assert generate_answers(model, ids, tokenizer, batch_size=4, max_new_tokens=3) == reference
+    assert model.training
