@@ -176,8 +176,8 @@ def shared_prefix_hidden_states(backbone, input_ids: torch.Tensor, attention_mas
     rest = width - length
     is_real = attention_mask[:, length:].flatten().bool()
     # One more host-device sync (the packed length), repaid many times over by the padding not computed.
-    real = None if bool(is_real.all()) else is_real.nonzero().flatten()
-    layout = PackedLayout.of(length, batch, rest, input_ids.device, real)
+    real = is_real.nonzero().flatten()
+    layout = PackedLayout.of(length, batch, rest, input_ids.device, None if len(real) == len(is_real) else real)
     positions = torch.arange(width, device=input_ids.device)
     packed = torch.cat([input_ids[0, :length], layout.pack(input_ids[:, length:].flatten(), dim=0)])[None]
     positions = torch.cat([positions[:length], layout.pack(positions[length:].repeat(batch), dim=0)])[None]
