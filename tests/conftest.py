@@ -23,6 +23,12 @@ TINY_ARCHITECTURE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_la
                      "initializer_range": 0.2}
 
 
+def tiny_base_config(tokenizer_dir) -> dict:
+    """A config's `model.base`: the tiny random-init Llama in 4-bit NF4 with float32 compute."""
+    return {"name": str(tokenizer_dir), "random_init": True, "architecture": TINY_ARCHITECTURE,
+            "quantization": "nf4", "dtype": "float32"}
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
         message = f"shared asset {path} not found; set SENTIMENT_PL_SHARED to the folder holding models/ and data/"

@@ -6,7 +6,7 @@ import torch
 import yaml
 from sklearn.metrics import f1_score
 
-from conftest import TINY_ARCHITECTURE
+from conftest import TINY_ARCHITECTURE, tiny_base_config
 from sentiment_pl.baselines import baselines
 from sentiment_pl.encoding import ChatEncoder
 from sentiment_pl.generation import generate_answers, parse_answer
@@ -54,8 +54,7 @@ def test_batched_left_padded_generation_equals_unpadded_greedy_decoding(spec, pr
 @pytest.mark.slow
 def test_baselines_command_scores_the_base_model(spec, prompts, tweeteval_dir, tokenizer_dir, tweets, tmp_path,
                                                  capsys):
-    config = {"model": {"base": {"name": str(tokenizer_dir), "random_init": True, "architecture": TINY_ARCHITECTURE,
-                                 "quantization": "nf4", "dtype": "float32"}},
+    config = {"model": {"base": tiny_base_config(tokenizer_dir)},
               "data": {"source": {"class_path": "sentiment_pl.sources.TweetEvalFolder",
                                   "init_args": {"path": str(tweeteval_dir)}}}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))

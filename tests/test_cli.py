@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import ROOT, TINY_ARCHITECTURE
+from conftest import ROOT, TINY_ARCHITECTURE, tiny_base_config
 from sentiment_pl.cli import main
 from sentiment_pl.model import BaseModelSpec, LoraSettings, add_adapters, load_base_model
 
@@ -41,8 +41,7 @@ def run(tmp_path_factory, tokenizer_dir, tweets):
                     "default_root_dir": str(tmp),
                     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                                "init_args": {"save_dir": str(tmp / "runs"), "name": "t", "version": "fit"}}},
-        "model": {"base": {"name": str(tokenizer_dir), "random_init": True, "architecture": TINY_ARCHITECTURE,
-                           "quantization": "nf4", "dtype": "float32"},
+        "model": {"base": tiny_base_config(tokenizer_dir),
                   "lora": {"dropout": 0.0},
                   "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.01}},
                   "lr_schedule": "constant"},

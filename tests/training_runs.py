@@ -11,7 +11,7 @@ from typing import Any
 import yaml
 from lightning.pytorch.callbacks import Callback
 
-from conftest import TINY_ARCHITECTURE
+from conftest import tiny_base_config
 
 CPU_ADAM = "deepspeed.ops.adam.DeepSpeedCPUAdam"
 ZERO_OFFLOAD = {"class_path": "sentiment_pl.strategies.ZeroOffload",
@@ -49,8 +49,7 @@ def tiny_config(tmp: Path, tokenizer_dir: Path, data_dir: Path, overrides: dict[
                     "enable_model_summary": False, "default_root_dir": str(tmp),
                     "logger": {"class_path": "lightning.pytorch.loggers.CSVLogger",
                                "init_args": {"save_dir": str(tmp / "logs"), "name": "run", "version": "v"}}},
-        "model": {"base": {"name": str(tokenizer_dir), "random_init": True, "architecture": TINY_ARCHITECTURE,
-                           "quantization": "nf4", "dtype": "float32"},
+        "model": {"base": tiny_base_config(tokenizer_dir),
                   "lora": {"dropout": 0.1},
                   "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.01}},
                   "lr_schedule": "linear", "warmup_ratio": 0.25},
