@@ -1,5 +1,6 @@
-"""Combinations of settings known to break QLoRA under DeepSpeed, refused when the config is parsed, each with what
-to use instead. Checked on the parsed config, before any class is instantiated or any model is loaded."""
+"""Combinations of settings known to fail (most of them QLoRA under DeepSpeed), refused when the config is parsed,
+each with what to use instead. Checked on the parsed config, before any class is instantiated or any model is
+loaded."""
 
 from __future__ import annotations
 
@@ -50,6 +51,12 @@ def check_combination(config: Any) -> None:
     plugins = _get(trainer, "plugins")
     plugins = plugins if isinstance(plugins, list) else [plugins] if plugins else []
     bnb_plugin = any("bitsandbytes" in _class_and_args(p)[0].lower() for p in plugins)
+    if _get(trainer, "enable_checkpointing") is False:
+        # Lightning would only fail later, at Trainer construction, naming neither key.
+        raise IncompatibleSettings(
+            "trainer.enable_checkpointing=false: every run keeps its best and last checkpoints (checkpoint.* and "
+            "last_checkpoint.*), which resuming and `test --ckpt_path best` rely on; keep it true and point "
+            "trainer.default_root_dir or trainer.logger at a scratch directory instead")
     ds = deepspeed_settings(_get(trainer, "strategy"))
     if ds is None:
         if optimizer == CPU_ADAM and str(_get(trainer, "accelerator")) not in ("cpu",):

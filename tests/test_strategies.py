@@ -111,6 +111,7 @@ REFUSED = {
                       "gradient_clip_algorithm: norm"),
     "cpu_adam_on_gpu_without_offload": ({"trainer": {"strategy": "auto", "accelerator": "gpu"}},
                                         "ZeroOffload"),
+    "checkpointing_off": ({"trainer": {"enable_checkpointing": False}}, "trainer.enable_checkpointing=false"),
 }
 
 
