@@ -62,7 +62,16 @@ def test_resume_after_sigterm_equals_uninterrupted_run(tmp_path, tokenizer_dir, 
     assert (tmp_path / "resumed" / "logs" / "run" / "v" / "adapter" / "adapter_model.safetensors").exists()
 
 
-def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path, tokenizer_dir, data_dir):
+@pytest.fixture
+def ctrl_c_interrupts():
+    """Ctrl-C raises KeyboardInterrupt, as in a terminal, even when the tests were started in the background
+    (`nohup ... &`), where the shell starts Python with SIGINT ignored."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
+def test_ctrl_c_leaves_a_resumable_checkpoint(tmp_path, tokenizer_dir, data_dir, ctrl_c_interrupts):
     overrides = {"trainer": {"max_steps": 4}}
     reference = fit(tmp_path / "reference", tokenizer_dir, data_dir, overrides)
     before, after = interrupted_then_resumed(tmp_path, tokenizer_dir, data_dir, overrides, signal.SIGINT, 1)
