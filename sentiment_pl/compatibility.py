@@ -46,17 +46,17 @@ def deepspeed_settings(strategy: Any) -> dict[str, Any] | None:
 def check_combination(config: Any) -> None:
     """Raise IncompatibleSettings for the first known-bad combination in a parsed `fit`/`validate`/... config."""
     trainer, model = _get(config, "trainer") or {}, _get(config, "model") or {}
-    quantized = _get(model, "base", "quantization") not in (None, "none")
-    optimizer, _ = _class_and_args(_get(model, "optimizer"))
-    plugins = _get(trainer, "plugins")
-    plugins = plugins if isinstance(plugins, list) else [plugins] if plugins else []
-    bnb_plugin = any("bitsandbytes" in _class_and_args(p)[0].lower() for p in plugins)
     if _get(trainer, "enable_checkpointing") is False:
         # Lightning would only fail later, at Trainer construction, naming neither key.
         raise IncompatibleSettings(
             "trainer.enable_checkpointing=false: every run keeps its best and last checkpoints (checkpoint.* and "
             "last_checkpoint.*), which resuming and `test --ckpt_path best` rely on; keep it true and point "
             "trainer.default_root_dir or trainer.logger at a scratch directory instead")
+    quantized = _get(model, "base", "quantization") not in (None, "none")
+    optimizer, _ = _class_and_args(_get(model, "optimizer"))
+    plugins = _get(trainer, "plugins")
+    plugins = plugins if isinstance(plugins, list) else [plugins] if plugins else []
+    bnb_plugin = any("bitsandbytes" in _class_and_args(p)[0].lower() for p in plugins)
     ds = deepspeed_settings(_get(trainer, "strategy"))
     if ds is None:
         if optimizer == CPU_ADAM and str(_get(trainer, "accelerator")) not in ("cpu",):
