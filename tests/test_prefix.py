@@ -161,11 +161,12 @@ def test_padding_is_never_computed(classifier, encoder, tweets, shared):
     try:
         with torch.no_grad():
             hidden = shared_prefix_hidden_states(backbone, ids, mask, encoder.prefix_ids if shared else ())
-            full = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
     finally:
         hook.remove()
+    with torch.no_grad():
+        full = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
     prefix = len(encoder.prefix_ids) if shared else 0
-    assert seen[0] == prefix + int(mask[:, prefix:].sum())
+    assert seen == [prefix + int(mask[:, prefix:].sum())]  # one decoder call, over the real tokens only
     assert seen[0] < prefix + ids[:, prefix:].numel()  # the batch was padded: something was left out
     assert (hidden[~mask.bool()] == 0).all()
     torch.testing.assert_close(hidden[mask.bool()], full[mask.bool()], **HIDDEN)
