@@ -9,6 +9,8 @@ from typing import Any, Literal
 
 import torch
 
+from sentiment_pl.dropout import add_residual_dropout
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODEL = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
@@ -46,6 +48,9 @@ class BaseModelSpec:
         dtype: Dtype of the unquantized weights and of the 4-bit layers' computation.
         gradient_checkpointing: Recompute activations in backward (non-reentrant) to save memory.
         attn_implementation: transformers attention kernel (`sdpa`, `eager`, `flash_attention_2`).
+        residual_dropout: Dropout on the token embeddings and on each attention and MLP output before the
+            residual add (where GPT-2 has it; Llama has none), in training only. For training from scratch;
+            0 keeps the model as published.
     """
 
     name: str = DEFAULT_MODEL
@@ -56,6 +61,11 @@ class BaseModelSpec:
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     gradient_checkpointing: bool = False
     attn_implementation: str = "sdpa"
+    residual_dropout: float = 0.0
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.residual_dropout < 1:
+            raise ValueError(f"model.base.residual_dropout={self.residual_dropout} must be in [0, 1)")
 
 
 def load_base_model(spec: BaseModelSpec, device: torch.device | str = "cpu"):
@@ -98,6 +108,7 @@ def load_base_model(spec: BaseModelSpec, device: torch.device | str = "cpu"):
     model.requires_grad_(False)
     if spec.quantization == "nf4":
         _keep_cpu_weights_trainable(model)
+    add_residual_dropout(model, spec.residual_dropout)
     return model
 
 
