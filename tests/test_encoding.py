@@ -77,3 +77,21 @@ def test_template_without_eos_after_the_answer_is_an_error(tokenizer):
                             "{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
     with pytest.raises(EncodingError, match="no eos token"):
         ChatEncoder(broken, PromptSpec(), max_length=256)
+
+
+def template_ids(tokenizer, chat, add_generation_prompt):
+    ids = tokenizer.apply_chat_template(chat, add_generation_prompt=add_generation_prompt, tokenize=True)
+    return list(ids["input_ids"] if hasattr(ids, "keys") else ids)
+
+
+def test_batched_encoding_is_the_chat_template_one_tweet_at_a_time(encoder, tokenizer, tweets):
+    texts, labels = tweets.texts[:300], tweets.sentiments[:300]
+    encoded, _ = encoder.encode_all(texts, labels, chunk=64)
+    assert encoded == [encoder.encode(t, s) for t, s in zip(texts, labels)]
+    for text, sentiment, e in zip(texts, labels, encoded):
+        prompt = template_ids(tokenizer, encoder.prompt.messages(text), True)
+        full = template_ids(tokenizer, encoder.prompt.messages(text, sentiment), False)
+        assert e.input_ids[: e.prompt_length] == prompt
+        assert e.input_ids == full[: len(e.input_ids)] and e.input_ids[-1] == tokenizer.eos_token_id
+    unlabeled, _ = encoder.encode_all(texts[:40], None, chunk=16)
+    assert unlabeled == [encoder.encode(t) for t in texts[:40]]
