@@ -11,12 +11,12 @@ class EMAThenMeanAveraging(WeightAveraging):
     """An exponential moving average of the weights until `mean_from_epoch`, then their plain mean from there.
 
     Validation, checkpoints and test see the averaged weights, as with Lightning's `EMAWeightAveraging`, which
-    this matches exactly until `mean_from_epoch`. From then on every optimizer step's weights count alike (the
-    mean of stochastic weight averaging, taken every step instead of every epoch), so a validation at epoch 3
-    sees the mean of epochs 1 to 3 rather than the last few hundred steps. That suits a model whose validation
-    score sits on a broad, noisy plateau before it overfits: the best checkpoint is then its mean. (On the
-    quality recipe it raised validation macro-F1 in three seeds and lowered test's, whose class mix validation
-    does not share; see the README.)
+    this matches (up to float rounding) until `mean_from_epoch`. From then on every optimizer step's weights
+    count alike (the mean of stochastic weight averaging, taken every step instead of every epoch), so a
+    validation at epoch 3 sees the mean of epochs 1 to 3 rather than the last few hundred steps. That suits a
+    model whose validation score sits on a broad, noisy plateau before it overfits: the best checkpoint is then
+    its mean. (On the quality recipe it raised validation macro-F1 in three seeds and lowered test's, whose
+    class mix validation does not share; see the README.)
 
     Args:
         decay: the moving average's decay per optimizer step before `mean_from_epoch`.
@@ -26,9 +26,9 @@ class EMAThenMeanAveraging(WeightAveraging):
 
     def __init__(self, decay: float = 0.998, mean_from_epoch: float = 1.0) -> None:
         if not 0 <= decay < 1:
-            raise ValueError(f"decay={decay} must be in [0, 1)")
+            raise ValueError(f"EMAThenMeanAveraging: decay={decay} must be in [0, 1)")
         if mean_from_epoch < 0:
-            raise ValueError(f"mean_from_epoch={mean_from_epoch} must not be negative")
+            raise ValueError(f"EMAThenMeanAveraging: mean_from_epoch={mean_from_epoch} must not be negative")
         super().__init__(avg_fn=self._average)
         self.decay = decay
         self.mean_from_epoch = mean_from_epoch
