@@ -13,10 +13,10 @@ class EMAThenMeanAveraging(WeightAveraging):
     Validation, checkpoints and test see the averaged weights, as with Lightning's `EMAWeightAveraging`, which
     this matches (up to float rounding) until `mean_from_epoch`. From then on every optimizer step's weights
     count alike (the mean of stochastic weight averaging, taken every step instead of every epoch), so a
-    validation at epoch 3 sees the mean of epochs 1 to 3 rather than the last few hundred steps. That suits a
-    model whose validation score sits on a broad, noisy plateau before it overfits: the best checkpoint is then
-    its mean. (On the quality recipe it raised validation macro-F1 in three seeds and lowered test's, whose
-    class mix validation does not share; see the README.)
+    validation at epoch 3 sees the mean of epochs 1 to 3 rather than the last few hundred steps. That suits
+    a model whose validation score sits on a broad, noisy plateau before it overfits: the best checkpoint is
+    then its mean. (On the quality recipe it raised validation macro-F1 in three seeds and lowered test's,
+    whose class mix validation does not share; see the README.)
 
     Args:
         decay: the moving average's decay per optimizer step before `mean_from_epoch`.
