@@ -15,6 +15,7 @@ from sentiment_pl.model import BaseModelSpec, LoraSettings, add_adapters, backbo
 from sentiment_pl.model import load_base_model
 from sentiment_pl.objective import answer_sequences, completion_loss, first_token_scores, sequence_log_probs
 from sentiment_pl.prefix import check_attention, shared_prefix_hidden_states, use_shared_prefix_attention
+from sentiment_pl.schedule import build_schedule, check_schedule
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,11 @@ class SentimentClassifier(pl.LightningModule):
         base: The base model: where it comes from, quantization, dtype, gradient checkpointing.
         lora: LoRA adapters; `null` trains every weight (needs `base.quantization: none`).
         optimizer: Optimizer over the trainable parameters, e.g. `torch.optim.AdamW` with its `lr`.
-        lr_schedule: transformers schedule name: `linear`, `cosine`, `constant`, `constant_with_warmup`, ...
+        lr_schedule: transformers schedule name: `linear`, `cosine`, `constant`, `constant_with_warmup`,
+            `warmup_stable_decay`, ...
         warmup_ratio: Fraction of the optimizer steps spent warming the learning rate up from 0.
+        decay_ratio: Fraction of the optimizer steps, at the end, spent decaying the learning rate to 0 (cosine)
+            for `warmup_stable_decay`, which holds the peak rate in between; other schedules take 0.
         share_prefix: Run the system turn that opens every example once per batch and let every example attend
             to its keys and values, in one decoder call over the packed rows, padding left out (same loss,
             gradients and scores, less compute; without a system turn, only the padding is saved). Needs
@@ -43,16 +47,16 @@ class SentimentClassifier(pl.LightningModule):
 
     def __init__(self, base: BaseModelSpec = BaseModelSpec(), lora: LoraSettings | None = LoraSettings(),
                  optimizer: OptimizerCallable = torch.optim.AdamW, lr_schedule: str = "linear",
-                 warmup_ratio: float = 0.0, share_prefix: bool = True,
+                 warmup_ratio: float = 0.0, decay_ratio: float = 0.0, share_prefix: bool = True,
                  class_weights: list[float] | Literal["balanced"] | None = None) -> None:
         super().__init__()
-        if not 0 <= warmup_ratio < 1:
-            raise ValueError(f"warmup_ratio={warmup_ratio} must be in [0, 1)")
+        check_schedule(lr_schedule, warmup_ratio, decay_ratio)
         if share_prefix:
             check_attention(base.attn_implementation)
         self.save_hyperparameters(ignore=["optimizer"])
         self.base, self.lora = base, lora
-        self.optimizer_factory, self.lr_schedule, self.warmup_ratio = optimizer, lr_schedule, warmup_ratio
+        self.optimizer_factory, self.lr_schedule = optimizer, lr_schedule
+        self.warmup_ratio, self.decay_ratio = warmup_ratio, decay_ratio
         self.class_weights, self.loss_weights = class_weights, None
         self.model = None
         self.class_names: tuple[str, ...] = ()
@@ -185,13 +189,10 @@ class SentimentClassifier(pl.LightningModule):
     # -- optimization ----------------------------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict[str, Any]:
-        from transformers import get_scheduler
-
         params = [p for p in self.parameters() if p.requires_grad]
         optimizer = self.optimizer_factory(params)
         total = int(self.trainer.estimated_stepping_batches)
-        scheduler = get_scheduler(self.lr_schedule, optimizer, num_warmup_steps=int(self.warmup_ratio * total),
-                                  num_training_steps=total)
+        scheduler = build_schedule(optimizer, self.lr_schedule, total, self.warmup_ratio, self.decay_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- checkpoints: adapter-sized --------------------------------------------------------------------------
