@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 
 from sentiment_pl.class_weights import resolve_class_weights, weighted_completion_loss
+from sentiment_pl.dropout import drop_tweet_tokens
 from sentiment_pl.metrics import make_metrics, scalar_metrics, trivial_baselines
 from sentiment_pl.model import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head, count_parameters
 from sentiment_pl.model import load_base_model
@@ -40,6 +41,9 @@ class SentimentClassifier(pl.LightningModule):
             right-padded rows that all start with it and `base.attn_implementation: sdpa`.
         class_weights: Weigh the training loss by class: one number per class, or `balanced` (inverse training
             frequency); `null` weighs every answer token alike.
+        token_dropout: In training, the probability that each token of the tweet is replaced by the tokenizer's
+            unknown token (word dropout, redrawn every step); the template, system turn and answer are kept.
+            Validation, test and predict see the whole tweet.
     """
 
     # ThroughputMonitor asks for FLOPs per batch; they vary with sequence length, so none are reported.
@@ -48,9 +52,11 @@ class SentimentClassifier(pl.LightningModule):
     def __init__(self, base: BaseModelSpec = BaseModelSpec(), lora: LoraSettings | None = LoraSettings(),
                  optimizer: OptimizerCallable = torch.optim.AdamW, lr_schedule: str = "linear",
                  warmup_ratio: float = 0.0, decay_ratio: float = 0.0, share_prefix: bool = True,
-                 class_weights: list[float] | Literal["balanced"] | None = None) -> None:
+                 class_weights: list[float] | Literal["balanced"] | None = None, token_dropout: float = 0.0) -> None:
         super().__init__()
         check_schedule(lr_schedule, warmup_ratio, decay_ratio)
+        if not 0 <= token_dropout < 1:
+            raise ValueError(f"model.token_dropout={token_dropout} must be in [0, 1)")
         if share_prefix:
             check_attention(base.attn_implementation)
         self.save_hyperparameters(ignore=["optimizer"])
@@ -58,6 +64,7 @@ class SentimentClassifier(pl.LightningModule):
         self.optimizer_factory, self.lr_schedule = optimizer, lr_schedule
         self.warmup_ratio, self.decay_ratio = warmup_ratio, decay_ratio
         self.class_weights, self.loss_weights = class_weights, None
+        self.token_dropout, self.tweet_margins, self.unk_id = token_dropout, (0, 0), 0
         self.model = None
         self.class_names: tuple[str, ...] = ()
         self.answers: tuple[tuple[int, ...], ...] = ()
@@ -77,6 +84,10 @@ class SentimentClassifier(pl.LightningModule):
         self.class_names, self.answers = dm.prompt.class_names, dm.encoder.answers
         self.first_tokens_distinct, self.pad_id = dm.encoder.first_tokens_distinct, dm.tokenizer.pad_token_id
         self.prefix_ids = dm.encoder.prefix_ids if self.share_prefix else None
+        self.tweet_margins, self.unk_id = dm.encoder.tweet_margins, dm.tokenizer.unk_token_id
+        if self.token_dropout and self.unk_id is None:
+            raise ValueError(f"model.token_dropout={self.token_dropout} needs an unknown token to put in place of the "
+                             f"dropped ones; the tokenizer {dm.tokenizer_name!r} has no unk_token")
         if self.share_prefix and not self.prefix_ids:
             log.info("model.share_prefix: the prompt has no system turn to share; rows are still packed unpadded")
         if self.class_weights is not None and stage == "fit":
@@ -131,7 +142,10 @@ class SentimentClassifier(pl.LightningModule):
     # -- steps ---------------------------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
+        ids = batch["input_ids"]
+        if self.token_dropout:
+            ids = drop_tweet_tokens(ids, batch["prompt_lengths"], self.tweet_margins, self.token_dropout, self.unk_id)
+        hidden = self.hidden_states(ids, batch["attention_mask"])
         if self.loss_weights is None:
             loss = completion_loss(hidden, batch["labels"], self.head)
         else:
