@@ -2,7 +2,9 @@
 tweet tokens in training steps only."""
 
 import json
+import re
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -10,6 +12,7 @@ from lightning.pytorch.callbacks import Callback
 
 from sentiment_pl.batching import Collator
 from sentiment_pl.cli import main
+from sentiment_pl.data import TweetSentimentData
 from sentiment_pl.dropout import drop_tweet_tokens
 from sentiment_pl.encoding import ChatEncoder
 from sentiment_pl.module import SentimentClassifier
@@ -62,6 +65,17 @@ def test_dropout_replaces_tweet_tokens_only_at_its_rate(tokenizer, tweets):
 def test_out_of_range_rate_is_refused_naming_the_key(p):
     with pytest.raises(ValueError, match=rf"model\.token_dropout={p} must be in \[0, 1\)"):
         SentimentClassifier(token_dropout=p)
+
+
+def test_a_tokenizer_without_unk_token_is_refused_naming_both(tokenizer_dir):
+    data = TweetSentimentData(tokenizer=str(tokenizer_dir))
+    data.load_tokenizer()
+    data.tokenizer.unk_token = None
+    module = SentimentClassifier(token_dropout=0.2)
+    module.trainer = SimpleNamespace(datamodule=data)
+    with pytest.raises(ValueError, match=rf"model\.token_dropout=0\.2 needs an unknown token .* the tokenizer "
+                                         rf"{re.escape(repr(str(tokenizer_dir)))} has no unk_token"):
+        module.setup("fit")
 
 
 class InputRecorder(Callback):
