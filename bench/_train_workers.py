@@ -4,6 +4,8 @@
   output layer at the answer positions only).
 - `ours_full_head`: the same, but the loss goes through the model's own forward with `labels`, which builds the
   32,000-way logits at every position: the ablation that isolates the answer-only output layer.
+- `ours_full_last_layer`: `ours` with `trim_last_layer=False`, the last decoder layer run at every position: the
+  ablation that isolates running it at the answer positions only.
 - `trl`: the seed's stack, TRL SFTTrainer with its completion-only loss on a prompt/completion dataset, given
   exactly our token ids and completion masks so both sides train on the same tokens.
 
@@ -72,7 +74,7 @@ def encode(files: dict[str, str], setting: Setting):
 
 # -- ours ---------------------------------------------------------------------------------------------------
 
-def run_ours(job: dict[str, Any], full_head: bool = False) -> dict[str, Any]:
+def run_ours(job: dict[str, Any], full_head: bool = False, trim_last_layer: bool = True) -> dict[str, Any]:
     import lightning.pytorch as pl
     from functools import partial
 
@@ -88,7 +90,7 @@ def run_ours(job: dict[str, Any], full_head: bool = False) -> dict[str, Any]:
                         target_modules=setting.lora_targets)
     cls = FullHeadClassifier if full_head else SentimentClassifier
     module = cls(base=base_spec(setting), lora=lora, optimizer=partial(torch.optim.AdamW, lr=setting.lr),
-                 lr_schedule="linear")
+                 lr_schedule="linear", trim_last_layer=trim_last_layer)
     # The warm-up tweets stand in as the validation split; validation itself is switched off.
     data = TweetSentimentData(source=LocalFiles(**job["files"]), tokenizer=str(TOKENIZER),
                               batch_size=setting.batch_size, max_length=setting.max_length)
@@ -198,7 +200,8 @@ def run_trl(job: dict[str, Any]) -> dict[str, Any]:
     return clock.result()
 
 
-WORKERS = {"ours": run_ours, "ours_full_head": lambda job: run_ours(job, full_head=True), "trl": run_trl}
+WORKERS = {"ours": run_ours, "ours_full_head": lambda job: run_ours(job, full_head=True), "trl": run_trl,
+           "ours_full_last_layer": lambda job: run_ours(job, trim_last_layer=False)}
 
 
 def run_worker(name: str, job_file: str) -> None:

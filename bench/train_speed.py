@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (ROOT, Setting, machine, median, require_assets, run_child, sample_tweets,  # noqa: E402
                      save_random_weights, setting_dict, write_json, write_jsonl)
 
-VARIANTS = ("ours", "trl", "ours_full_head")
+VARIANTS = ("ours", "trl", "ours_full_head", "ours_full_last_layer")
 METRICS = ("samples_per_s", "tokens_per_s", "seconds_per_step", "padding_efficiency", "peak_rss_mb_training",
            "peak_rss_mb_process")
 
@@ -61,7 +61,8 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
 
 def ratios(summary: dict[str, dict[str, float]]) -> dict[str, float]:
     out: dict[str, float] = {}
-    for a, b in (("ours", "trl"), ("ours_full_head", "trl"), ("ours", "ours_full_head")):
+    for a, b in (("ours", "trl"), ("ours_full_head", "trl"), ("ours", "ours_full_head"),
+                 ("ours", "ours_full_last_layer")):
         if a in summary and b in summary:
             for m in ("samples_per_s", "tokens_per_s", "peak_rss_mb_training", "peak_rss_mb_process"):
                 out[f"{a}/{b}:{m}"] = summary[a][m] / summary[b][m]
@@ -69,11 +70,11 @@ def ratios(summary: dict[str, dict[str, float]]) -> dict[str, float]:
 
 
 def table(summary: dict[str, dict[str, float]], runs: dict[str, list[dict]]) -> str:
-    head = f"{'variant':16s} {'runs':>4s} {'samples/s':>10s} {'tokens/s':>9s} {'s/step':>7s} {'pad.eff':>7s} " \
+    head = f"{'variant':20s} {'runs':>4s} {'samples/s':>10s} {'tokens/s':>9s} {'s/step':>7s} {'pad.eff':>7s} " \
            f"{'peakRSS train MB':>16s} {'peakRSS proc MB':>15s}"
     lines = [head]
     for v, s in summary.items():
-        lines.append(f"{v:16s} {len(runs[v]):4d} {s['samples_per_s']:10.2f} {s['tokens_per_s']:9.0f} "
+        lines.append(f"{v:20s} {len(runs[v]):4d} {s['samples_per_s']:10.2f} {s['tokens_per_s']:9.0f} "
                      f"{s['seconds_per_step']:7.2f} {s['padding_efficiency']:7.3f} {s['peak_rss_mb_training']:16.0f} "
                      f"{s['peak_rss_mb_process']:15.0f}")
     for v, rs in runs.items():
@@ -109,7 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
             for v in (variants if r % 2 == 0 else variants[::-1]):
                 result = run_child("train_speed.py", v, {"setting": setting_dict(setting), "files": files}, timeout)
                 runs[v].append(result)
-                print(f"  repeat {r + 1}/{repeats} {v:15s} {result['samples_per_s']:.2f} samples/s, "
+                print(f"  repeat {r + 1}/{repeats} {v:20s} {result['samples_per_s']:.2f} samples/s, "
                       f"{result['tokens_per_s']:.0f} tokens/s, peak RSS {result['peak_rss_mb_training']:.0f} MB",
                       flush=True)
     summary = summarize(runs)

@@ -14,7 +14,9 @@ from sentiment_pl.dropout import drop_tweet_tokens
 from sentiment_pl.metrics import make_metrics, scalar_metrics, trivial_baselines
 from sentiment_pl.model import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head, count_parameters
 from sentiment_pl.model import load_base_model
-from sentiment_pl.objective import answer_sequences, completion_loss, first_token_scores, sequence_log_probs
+from sentiment_pl.last_layer import place, read_mask, read_positions_last_layer
+from sentiment_pl.objective import answer_sequences, completion_loss, first_token_scores, scoring_positions
+from sentiment_pl.objective import sequence_log_probs, supervised_positions
 from sentiment_pl.prefix import check_attention, shared_prefix_hidden_states, use_shared_prefix_attention
 from sentiment_pl.schedule import build_schedule, check_schedule
 
@@ -44,6 +46,9 @@ class SentimentClassifier(pl.LightningModule):
         token_dropout: In training, the probability that each token of the tweet is replaced by the tokenizer's
             unknown token (word dropout, redrawn every step); the template, system turn and answer are kept.
             Validation, test and predict see the whole tweet.
+        trim_last_layer: Run the last decoder layer's query, attention output and MLP only at the positions the
+            loss and class scores read (its keys and values at every position): the same results for less
+            compute. Llama layers only; other architectures run it in full.
     """
 
     # ThroughputMonitor asks for FLOPs per batch; they vary with sequence length, so none are reported.
@@ -52,7 +57,8 @@ class SentimentClassifier(pl.LightningModule):
     def __init__(self, base: BaseModelSpec = BaseModelSpec(), lora: LoraSettings | None = LoraSettings(),
                  optimizer: OptimizerCallable = torch.optim.AdamW, lr_schedule: str = "linear",
                  warmup_ratio: float = 0.0, decay_ratio: float = 0.0, share_prefix: bool = True,
-                 class_weights: list[float] | Literal["balanced"] | None = None, token_dropout: float = 0.0) -> None:
+                 class_weights: list[float] | Literal["balanced"] | None = None, token_dropout: float = 0.0,
+                 trim_last_layer: bool = True) -> None:
         super().__init__()
         check_schedule(lr_schedule, warmup_ratio, decay_ratio)
         if not 0 <= token_dropout < 1:
@@ -72,6 +78,8 @@ class SentimentClassifier(pl.LightningModule):
         self.pad_id = 0
         # The shared prefix's token ids once set up (empty: no system turn, rows still packed); None: unshared.
         self.share_prefix, self.prefix_ids = share_prefix, None
+        # Whether the built model's last layer runs at read positions only (set where it is built).
+        self.trim_last_layer, self.last_layer_trimmed = trim_last_layer, False
         # Checkpoints hold the trainable weights only; the frozen base is rebuilt by configure_model.
         self.strict_loading = False
 
@@ -106,6 +114,8 @@ class SentimentClassifier(pl.LightningModule):
         self.model = self.build_model()
         if self.share_prefix:
             use_shared_prefix_attention(self.model)
+        if self.trim_last_layer:
+            self.last_layer_trimmed = read_positions_last_layer(backbone_and_head(self.model)[0])
         # from_pretrained leaves the base in eval mode and Lightning keeps each module's mode as found: without
         # this, gradient checkpointing (active only in training mode) would silently stay off.
         self.model.train()
@@ -119,11 +129,19 @@ class SentimentClassifier(pl.LightningModule):
 
     # -- the forward pieces --------------------------------------------------------------------------------
 
-    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                      read: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+        """Final hidden states [batch, T, width]. Given `read` (rows, columns; each once, in order) and a trimmed
+        last layer, they are computed at those positions only and are zero elsewhere."""
         backbone, _ = backbone_and_head(self.model)
+        read = read if self.last_layer_trimmed else None
         if self.prefix_ids is not None:
-            return shared_prefix_hidden_states(backbone, input_ids, attention_mask, self.prefix_ids)
-        return backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+            return shared_prefix_hidden_states(backbone, input_ids, attention_mask, self.prefix_ids, read)
+        if read is None:
+            return backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        tokens = read[0] * input_ids.shape[1] + read[1]
+        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, read_tokens=tokens).last_hidden_state
+        return place(hidden[0], read, input_ids.shape)
 
     @property
     def head(self):
@@ -133,10 +151,11 @@ class SentimentClassifier(pl.LightningModule):
         """Each class's answer log-probability under the training prompt: [batch, classes]."""
         if self.first_tokens_distinct:
             if hidden is None:
-                hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
+                hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"],
+                                            scoring_positions(batch["prompt_lengths"]))
             return first_token_scores(hidden, batch["prompt_lengths"], self.head, [a[0] for a in self.answers])
         ids, mask, labels = answer_sequences(batch["input_ids"], batch["prompt_lengths"], self.answers, self.pad_id)
-        scores = sequence_log_probs(self.hidden_states(ids, mask), labels, self.head)
+        scores = sequence_log_probs(self.hidden_states(ids, mask, supervised_positions(labels)[:2]), labels, self.head)
         return scores.view(len(batch["input_ids"]), len(self.answers))
 
     # -- steps ---------------------------------------------------------------------------------------------
@@ -145,7 +164,7 @@ class SentimentClassifier(pl.LightningModule):
         ids = batch["input_ids"]
         if self.token_dropout:
             ids = drop_tweet_tokens(ids, batch["prompt_lengths"], self.tweet_margins, self.token_dropout, self.unk_id)
-        hidden = self.hidden_states(ids, batch["attention_mask"])
+        hidden = self.hidden_states(ids, batch["attention_mask"], supervised_positions(batch["labels"])[:2])
         if self.loss_weights is None:
             loss = completion_loss(hidden, batch["labels"], self.head)
         else:
@@ -157,7 +176,11 @@ class SentimentClassifier(pl.LightningModule):
         return loss
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
-        hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"])
+        ids = batch["input_ids"]
+        read = supervised_positions(batch["labels"])[:2]
+        if self.first_tokens_distinct:  # the scores read the prompts' last positions too, in the same pass
+            read = read_mask(ids.shape, read, scoring_positions(batch["prompt_lengths"]))
+        hidden = self.hidden_states(ids, batch["attention_mask"], read)
         loss = completion_loss(hidden, batch["labels"], self.head)
         self.log(f"{stage}/loss", loss, batch_size=len(hidden), sync_dist=True)
         scores = self.class_log_probs(batch, hidden)

@@ -35,13 +35,18 @@ def completion_loss(hidden: torch.Tensor, labels: torch.Tensor, head: Head) -> t
     return F.cross_entropy(logits, targets)
 
 
+def scoring_positions(prompt_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, positions) whose hidden states `first_token_scores` reads: each prompt's last token."""
+    return torch.arange(len(prompt_lengths), device=prompt_lengths.device), prompt_lengths - 1
+
+
 def first_token_scores(hidden: torch.Tensor, prompt_lengths: torch.Tensor, head: Head,
                        first_ids: Sequence[int]) -> torch.Tensor:
     """Log-probability of each class's first answer token after the prompt: [batch, classes].
 
     Valid as a class score when the first tokens differ; one forward pass over the prompt scores every class.
     """
-    last = hidden[torch.arange(hidden.shape[0], device=hidden.device), prompt_lengths - 1]
+    last = hidden[scoring_positions(prompt_lengths.to(hidden.device))]
     log_probs = head(last).float().log_softmax(-1)
     return log_probs[:, list(first_ids)]
 

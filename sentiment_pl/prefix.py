@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sentiment_pl.last_layer import place
 from sentiment_pl.prompts import PromptSpec
 
 # Tweets chosen to start with what could merge with the template's tokens before them (newline, space,
@@ -127,6 +128,17 @@ class PackedLayout:
         """All batch * rest slots along `dim` -> the rows' real tokens."""
         return slots if self.real is None else slots.index_select(dim, self.real)
 
+    def token_index(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
+        """Where the tokens at (rows, columns) of the unpacked rows sit in the packed sequence; a prefix column
+        maps to the one prefix token."""
+        slots = rows * self.rest + (cols - self.length).clamp(min=0)
+        if self.real is not None:
+            packed_of_slot = torch.full((self.batch * self.rest,), -1, dtype=torch.long, device=slots.device)
+            slots = packed_of_slot.index_copy(0, self.real, torch.arange(len(self.real), device=slots.device))[slots]
+            if (slots < 0).any():
+                raise ValueError("read positions include padding, which the packed sequence leaves out")
+        return torch.where(cols < self.length, cols, self.length + slots)
+
     def split(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[1, heads, P + N, d] -> the prefix [1, heads, P, d] and the padded rows [B, heads, S, d]."""
         # One split (its backward is one cat), not two slices (each would scatter into a zeroed full-size grad).
@@ -161,13 +173,16 @@ def _shared_prefix_attention(base: Callable) -> Callable:
 
 
 def shared_prefix_hidden_states(backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                                prefix: Sequence[int]) -> torch.Tensor:
+                                prefix: Sequence[int],
+                                read: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """Final hidden states [batch, T, width] of right-padded rows that all start with `prefix`, which runs once
     (an empty `prefix` packs the rows alone).
 
     Equal, up to float rounding, to `backbone(input_ids, attention_mask).last_hidden_state` at every real token,
     gradients included; zeros at padded positions, which are never computed. The decoder runs once, on one packed
     sequence: the prefix, then every row's remaining real tokens, with the positions they have in their rows.
+    Given `read` (rows, columns of real tokens, each once; see `sentiment_pl.last_layer`), the last layer runs in
+    full there only, and every other position is zero.
     """
     if not backbone.config._attn_implementation.startswith(ATTENTION):
         raise RuntimeError("shared_prefix_hidden_states needs use_shared_prefix_attention(model) first")
@@ -183,6 +198,10 @@ def shared_prefix_hidden_states(backbone, input_ids: torch.Tensor, attention_mas
     positions = torch.cat([positions[:length], layout.pack(positions[length:].repeat(batch), dim=0)])[None]
     # A 4-D mask is used as given: the shared-prefix attention builds its own, so none of [P+N]^2 is built.
     placeholder = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=input_ids.device)
+    if read is not None:
+        hidden = backbone(input_ids=packed, position_ids=positions, attention_mask=placeholder, shared_prefix=layout,
+                          read_tokens=layout.token_index(*read)).last_hidden_state
+        return place(hidden[0], read, input_ids.shape)
     hidden = backbone(input_ids=packed, position_ids=positions, attention_mask=placeholder,
                       shared_prefix=layout).last_hidden_state
     prefix_hidden, rows_hidden = hidden[0].split([length, layout.row_tokens])

@@ -1,0 +1,169 @@
+"""The last decoder layer at read positions only: the same loss, gradients and scores as the full layer, for less.
+
+Checked on the 4-bit tiny Llama with LoRA (random B, so every adapter has a gradient), on real tweets and the real
+tokenizer, through the three ways rows reach the decoder: the shared system-turn prefix, packed rows without one,
+and plain padded rows; with and without gradient checkpointing. Tolerances as in test_prefix.py (float32, the
+computations differ only in summation order).
+"""
+
+import copy
+
+import pytest
+import torch
+from test_prefix import GRADS, HIDDEN, make_classifier, real_batch
+
+from conftest import TINY_ARCHITECTURE
+from sentiment_pl.encoding import ChatEncoder
+from sentiment_pl.last_layer import ReadPositionsDecoderLayer, read_mask, read_positions_last_layer
+from sentiment_pl.model import BaseModelSpec, load_base_model
+from sentiment_pl.module import SentimentClassifier
+from sentiment_pl.objective import completion_loss, supervised_positions
+from sentiment_pl.prompts import PromptSpec
+
+MODES = {"system-turn": "shared", "packed-only": (), "padded-rows": None}
+
+
+@pytest.fixture(scope="module")
+def encoder(tokenizer):
+    return ChatEncoder(tokenizer, PromptSpec(), max_length=256)
+
+
+def prefix_for(mode: str, encoder):
+    return encoder.prefix_ids if MODES[mode] == "shared" else MODES[mode]
+
+
+def loss_and_grads(module, batches, trimmed: bool) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Gradient accumulation over micro-batches, each loss read at its supervised positions only."""
+    module.last_layer_trimmed = trimmed
+    module.model.zero_grad()
+    losses = []
+    for batch in batches:
+        read = supervised_positions(batch["labels"])[:2]
+        hidden = module.hidden_states(batch["input_ids"], batch["attention_mask"], read)
+        loss = completion_loss(hidden, batch["labels"], module.head)
+        (loss / len(batches)).backward()
+        losses.append(loss.detach())
+    grads = {n: p.grad.clone() for n, p in module.model.named_parameters() if p.requires_grad}
+    return losses, grads
+
+
+def assert_same_training(module, batches) -> None:
+    losses, grads = loss_and_grads(module, batches, trimmed=True)
+    ref_losses, ref_grads = loss_and_grads(module, batches, trimmed=False)
+    for loss, ref in zip(losses, ref_losses):
+        torch.testing.assert_close(loss, ref, **HIDDEN)
+    assert grads.keys() == ref_grads.keys()
+    for name, ref in ref_grads.items():
+        assert ref.abs().sum() > 0, name
+        torch.testing.assert_close(grads[name], ref, **GRADS, msg=name)
+
+
+@pytest.fixture(scope="module")
+def classifier(tokenizer_dir, encoder):
+    module = make_classifier(tokenizer_dir, encoder)
+    assert module.last_layer_trimmed  # on by default, for a Llama
+    return module
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+@pytest.mark.parametrize("checkpointing", [False, True], ids=["plain", "gradient-checkpointing"])
+def test_loss_and_adapter_gradients_equal_the_full_last_layer(classifier, tokenizer_dir, encoder, tweets,
+                                                              checkpointing, mode):
+    if checkpointing:
+        classifier = make_classifier(tokenizer_dir, encoder, gradient_checkpointing=True)
+    layers = classifier.model.get_base_model().model.layers
+    assert type(layers[-1]) is ReadPositionsDecoderLayer and layers[-1].gradient_checkpointing == checkpointing
+    classifier.prefix_ids = prefix_for(mode, encoder)
+    assert_same_training(classifier, [real_batch(encoder, tweets, 0, 6), real_batch(encoder, tweets, 6, 5)])
+
+
+@pytest.mark.parametrize("mode", list(MODES))
+def test_the_last_layer_runs_at_the_read_positions_only(classifier, encoder, tweets, mode):
+    classifier.prefix_ids, classifier.last_layer_trimmed = prefix_for(mode, encoder), True
+    batch = real_batch(encoder, tweets, 40, 6)
+    read = supervised_positions(batch["labels"])[:2]
+    last = classifier.model.get_base_model().model.layers[-1]
+    seen = {}
+
+    def record(name):
+        def hook(module, args, out):
+            seen.setdefault(name, args[0].shape[:-1])  # the first call: the trimmed one
+        return hook
+
+    hooks = [m.register_forward_hook(record(name)) for name, m in [("q_proj", last.self_attn.q_proj), ("k_proj", last.self_attn.k_proj),
+                             ("mlp", last.mlp)]]
+    try:
+        with torch.no_grad():
+            hidden = classifier.hidden_states(batch["input_ids"], batch["attention_mask"], read)
+            full = classifier.hidden_states(batch["input_ids"], batch["attention_mask"])
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert seen["q_proj"].numel() == seen["mlp"].numel() == len(read[0])
+    assert seen["k_proj"].numel() > 10 * len(read[0])  # keys and values: every position
+    wanted = torch.zeros_like(batch["attention_mask"], dtype=torch.bool)
+    wanted[read] = True
+    torch.testing.assert_close(hidden[wanted], full[wanted], **HIDDEN)
+    assert (hidden[~wanted] == 0).all()
+
+
+@pytest.mark.parametrize("first_token", [True, False], ids=["first-token", "whole-answer"])
+@pytest.mark.parametrize("mode", list(MODES))
+def test_class_scores_and_evaluation_equal_the_full_last_layer(classifier, encoder, tweets, mode, first_token):
+    classifier.prefix_ids, classifier.first_tokens_distinct = prefix_for(mode, encoder), first_token
+    batch = real_batch(encoder, tweets, 30, 7)
+    results = []
+    for trimmed in (True, False):
+        classifier.last_layer_trimmed = trimmed
+        with torch.no_grad():
+            results.append((classifier.class_log_probs(batch), read_mask_hidden(classifier, batch)))
+    (scores, hidden), (ref_scores, ref_hidden) = results
+    torch.testing.assert_close(scores, ref_scores, rtol=0, atol=1e-5)
+    torch.testing.assert_close(hidden, ref_hidden, **HIDDEN)
+    classifier.first_tokens_distinct = True
+
+
+def read_mask_hidden(classifier, batch) -> torch.Tensor:
+    """Hidden states at the union of the loss's and the scores' positions, as `_evaluate` reads them."""
+    ids, lengths = batch["input_ids"], batch["prompt_lengths"]
+    read = read_mask(ids.shape, supervised_positions(batch["labels"])[:2], (torch.arange(len(ids)), lengths - 1))
+    return classifier.hidden_states(ids, batch["attention_mask"], read)[read]
+
+
+def test_read_mask_is_the_ordered_union():
+    rows, cols = read_mask(torch.Size([3, 5]), (torch.tensor([2, 0]), torch.tensor([1, 4])),
+                           (torch.tensor([0, 1, 2]), torch.tensor([4, 0, 1])))
+    assert list(zip(rows.tolist(), cols.tolist())) == [(0, 4), (1, 0), (2, 1)]
+
+
+def test_full_training_gradients_of_every_weight_equal_the_full_last_layer(tokenizer_dir, encoder, tweets):
+    """`lora: null`: the trimmed layer's own query, output projection and MLP weights, and the tied embeddings,
+    get the full layer's gradients."""
+    architecture = dict(TINY_ARCHITECTURE, num_hidden_layers=1, tie_word_embeddings=True)
+    spec = BaseModelSpec(name=str(tokenizer_dir), random_init=True, architecture=architecture, quantization="none",
+                         dtype="float32")
+    module = SentimentClassifier(spec, lora=None)
+    module.configure_model()
+    module.answers, module.pad_id, module.prefix_ids = encoder.answers, 0, ()
+    assert module.last_layer_trimmed
+    module.model.train()
+    assert_same_training(module, [real_batch(encoder, tweets, 60, 6)])
+    # A deep copy (as weight averaging makes) keeps the trimmed layer and its results.
+    copied = copy.deepcopy(module)
+    assert type(copied.model.model.layers[-1]) is ReadPositionsDecoderLayer
+    assert_same_training(copied, [real_batch(encoder, tweets, 60, 6)])
+
+
+def test_other_architectures_keep_their_full_last_layer(tokenizer_dir):
+    from transformers import MistralConfig, MistralForCausalLM
+
+    config = MistralConfig(vocab_size=64, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                           num_attention_heads=4, num_key_value_heads=2)
+    model = MistralForCausalLM(config)
+    layer_class = type(model.model.layers[-1])
+    assert not read_positions_last_layer(model.model)
+    assert type(model.model.layers[-1]) is layer_class
+    llama = load_base_model(BaseModelSpec(name=str(tokenizer_dir), random_init=True,
+                                          architecture=TINY_ARCHITECTURE, quantization="none", dtype="float32"))
+    assert read_positions_last_layer(llama.model) and read_positions_last_layer(llama.model)  # idempotent
+    assert type(llama.model.layers[0]) is not ReadPositionsDecoderLayer
