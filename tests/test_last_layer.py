@@ -130,6 +130,14 @@ def read_mask_hidden(classifier, batch) -> torch.Tensor:
     return classifier.hidden_states(ids, batch["attention_mask"], read)[read]
 
 
+def test_reading_a_padded_position_of_packed_rows_is_refused(classifier, encoder, tweets):
+    classifier.prefix_ids, classifier.last_layer_trimmed = encoder.prefix_ids, True
+    batch = real_batch(encoder, tweets, 0, 4)
+    padded = (~batch["attention_mask"].bool()).nonzero()[0]
+    with pytest.raises(ValueError, match="padding"), torch.no_grad():
+        classifier.hidden_states(batch["input_ids"], batch["attention_mask"], (padded[:1], padded[1:]))
+
+
 def test_read_mask_is_the_ordered_union():
     rows, cols = read_mask(torch.Size([3, 5]), (torch.tensor([2, 0]), torch.tensor([1, 4])),
                            (torch.tensor([0, 1, 2]), torch.tensor([4, 0, 1])))
