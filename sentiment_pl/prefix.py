@@ -132,12 +132,11 @@ class PackedLayout:
         """Where the tokens at (rows, columns) of the unpacked rows sit in the packed sequence; a prefix column
         maps to the one prefix token."""
         slots = rows * self.rest + (cols - self.length).clamp(min=0)
-        if self.real is not None:
-            packed_of_slot = torch.full((self.batch * self.rest,), -1, dtype=torch.long, device=slots.device)
-            slots = packed_of_slot.index_copy(0, self.real, torch.arange(len(self.real), device=slots.device))[slots]
-            if (slots < 0).any():
-                raise ValueError("read positions include padding, which the packed sequence leaves out")
-        return torch.where(cols < self.length, cols, self.length + slots)
+        # Each slot's packed index plus one, unpacked: 0 where a row is padded.
+        packed = self.unpack(torch.arange(1, self.row_tokens + 1, device=slots.device), dim=0)[slots] - 1
+        if self.real is not None and (packed < 0).any():
+            raise ValueError("read positions include padding, which the packed sequence leaves out")
+        return torch.where(cols < self.length, cols, self.length + packed)
 
     def split(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[1, heads, P + N, d] -> the prefix [1, heads, P, d] and the padded rows [B, heads, S, d]."""
