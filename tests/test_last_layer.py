@@ -90,8 +90,8 @@ def test_the_last_layer_runs_at_the_read_positions_only(classifier, encoder, twe
             seen.setdefault(name, args[0].shape[:-1])  # the first call: the trimmed one
         return hook
 
-    hooks = [m.register_forward_hook(record(name)) for name, m in [("q_proj", last.self_attn.q_proj), ("k_proj", last.self_attn.k_proj),
-                             ("mlp", last.mlp)]]
+    watched = {"q_proj": last.self_attn.q_proj, "k_proj": last.self_attn.k_proj, "mlp": last.mlp}
+    hooks = [module.register_forward_hook(record(name)) for name, module in watched.items()]
     try:
         with torch.no_grad():
             hidden = classifier.hidden_states(batch["input_ids"], batch["attention_mask"], read)
