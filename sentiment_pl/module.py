@@ -10,6 +10,7 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 
 from sentiment_pl.class_weights import resolve_class_weights, weighted_completion_loss
+from sentiment_pl.cooccurrence import CooccurrenceInit, initialize_embeddings
 from sentiment_pl.dropout import drop_tweet_tokens
 from sentiment_pl.metrics import make_metrics, scalar_metrics, trivial_baselines
 from sentiment_pl.model import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head, count_parameters
@@ -49,6 +50,9 @@ class SentimentClassifier(pl.LightningModule):
         trim_last_layer: Run the last decoder layer's query, attention output and MLP only at the positions the
             loss and class scores read (its keys and values at every position): the same results for less
             compute. Llama layers only; other architectures run it in full.
+        cooccurrence_init: When fitting, start the token embeddings from the training tweets' co-occurrence
+            statistics instead of random values (needs `lora: null`; for training from scratch). A resumed run
+            takes them from its checkpoint.
     """
 
     # ThroughputMonitor asks for FLOPs per batch; they vary with sequence length, so none are reported.
@@ -58,9 +62,12 @@ class SentimentClassifier(pl.LightningModule):
                  optimizer: OptimizerCallable = torch.optim.AdamW, lr_schedule: str = "linear",
                  warmup_ratio: float = 0.0, decay_ratio: float = 0.0, share_prefix: bool = True,
                  class_weights: list[float] | Literal["balanced"] | None = None, token_dropout: float = 0.0,
-                 trim_last_layer: bool = True) -> None:
+                 trim_last_layer: bool = True, cooccurrence_init: CooccurrenceInit | None = None) -> None:
         super().__init__()
         check_schedule(lr_schedule, warmup_ratio, decay_ratio)
+        if cooccurrence_init is not None and lora is not None:
+            raise ValueError("model.cooccurrence_init rewrites the input embeddings, which train only in full "
+                             "training: set model.lora: null (or drop model.cooccurrence_init)")
         if not 0 <= token_dropout < 1:
             raise ValueError(f"model.token_dropout={token_dropout} must be in [0, 1)")
         if share_prefix:
@@ -80,6 +87,7 @@ class SentimentClassifier(pl.LightningModule):
         self.share_prefix, self.prefix_ids = share_prefix, None
         # Whether the built model's last layer runs at read positions only (set where it is built).
         self.trim_last_layer, self.last_layer_trimmed = trim_last_layer, False
+        self.cooccurrence_init = cooccurrence_init
         # Checkpoints hold the trainable weights only; the frozen base is rebuilt by configure_model.
         self.strict_loading = False
 
@@ -116,11 +124,22 @@ class SentimentClassifier(pl.LightningModule):
             use_shared_prefix_attention(self.model)
         if self.trim_last_layer:
             self.last_layer_trimmed = read_positions_last_layer(backbone_and_head(self.model)[0])
+        if self.cooccurrence_init is not None and self._trainer is not None and self.trainer.state.fn == "fit":
+            self.initialize_embeddings()
         # from_pretrained leaves the base in eval mode and Lightning keeps each module's mode as found: without
         # this, gradient checkpointing (active only in training mode) would silently stay off.
         self.model.train()
         trainable, total = count_parameters(self.model)
         log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
+
+    def initialize_embeddings(self) -> None:
+        """Set the embeddings of the tokens in the training tweets from their co-occurrences. Before the
+        strategy wraps the model and before a checkpoint is restored, so ranks start alike and a resume wins."""
+        head, tail = self.tweet_margins
+        tweets = [e.input_ids[head:e.prompt_length - tail] for e in self.trainer.datamodule.datasets["train"].examples]
+        rows = initialize_embeddings(self.model.get_input_embeddings(), tweets, self.cooccurrence_init)
+        log.info("cooccurrence_init: embeddings of the %d token ids in %d training tweets set from their PPMI SVD",
+                 rows, len(tweets))
 
     def build_model(self):
         """The base model with what trains on it: LoRA adapters, or every weight with `lora: null`."""
