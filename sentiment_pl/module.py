@@ -53,6 +53,8 @@ class SentimentClassifier(pl.LightningModule):
         cooccurrence_init: When fitting, start the token embeddings from the training tweets' co-occurrence
             statistics instead of random values (needs `lora: null`; for training from scratch). A resumed run
             takes them from its checkpoint.
+        embedding_lr_scale: Multiplies the learning rate (and so AdamW's decoupled weight decay) of the input
+            embeddings (and of a tied output layer), when they train: below 1 keeps more of a `cooccurrence_init`.
     """
 
     # ThroughputMonitor asks for FLOPs per batch; they vary with sequence length, so none are reported.
@@ -62,9 +64,12 @@ class SentimentClassifier(pl.LightningModule):
                  optimizer: OptimizerCallable = torch.optim.AdamW, lr_schedule: str = "linear",
                  warmup_ratio: float = 0.0, decay_ratio: float = 0.0, share_prefix: bool = True,
                  class_weights: list[float] | Literal["balanced"] | None = None, token_dropout: float = 0.0,
-                 trim_last_layer: bool = True, cooccurrence_init: CooccurrenceInit | None = None) -> None:
+                 trim_last_layer: bool = True, cooccurrence_init: CooccurrenceInit | None = None,
+                 embedding_lr_scale: float = 1.0) -> None:
         super().__init__()
         check_schedule(lr_schedule, warmup_ratio, decay_ratio)
+        if embedding_lr_scale < 0:
+            raise ValueError(f"model.embedding_lr_scale={embedding_lr_scale} must be at least 0")
         if cooccurrence_init is not None and lora is not None:
             raise ValueError("model.cooccurrence_init rewrites the input embeddings, which train only in full "
                              "training: set model.lora: null (or drop model.cooccurrence_init)")
@@ -87,7 +92,7 @@ class SentimentClassifier(pl.LightningModule):
         self.share_prefix, self.prefix_ids = share_prefix, None
         # Whether the built model's last layer runs at read positions only (set where it is built).
         self.trim_last_layer, self.last_layer_trimmed = trim_last_layer, False
-        self.cooccurrence_init = cooccurrence_init
+        self.cooccurrence_init, self.embedding_lr_scale = cooccurrence_init, embedding_lr_scale
         # Checkpoints hold the trainable weights only; the frozen base is rebuilt by configure_model.
         self.strict_loading = False
 
@@ -246,7 +251,13 @@ class SentimentClassifier(pl.LightningModule):
 
     def configure_optimizers(self) -> dict[str, Any]:
         params = [p for p in self.parameters() if p.requires_grad]
-        optimizer = self.optimizer_factory(params)
+        embedding = self.model.get_input_embeddings().weight
+        if self.embedding_lr_scale == 1 or not embedding.requires_grad:
+            optimizer = self.optimizer_factory(params)
+        else:
+            optimizer = self.optimizer_factory([{"params": [p for p in params if p is not embedding]},
+                                                {"params": [embedding]}])
+            optimizer.param_groups[1]["lr"] *= self.embedding_lr_scale  # before the schedule records it
         total = int(self.trainer.estimated_stepping_batches)
         scheduler = build_schedule(optimizer, self.lr_schedule, total, self.warmup_ratio, self.decay_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -145,3 +145,48 @@ def test_fit_starts_from_the_training_tweets_vectors_and_validate_does_not(tmp_p
     others = torch.ones(len(random), dtype=torch.bool)
     others[ids] = False
     assert torch.equal(started[others], random[others])  # the template's and unseen tokens stay random
+
+
+class StartEndRecorder(Callback):
+    """Saves every trainable weight as fit starts and as it ends, and the optimizer's group learning rates."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def _weights(self, pl_module) -> dict[str, torch.Tensor]:
+        return {n: p.detach().clone() for n, p in pl_module.named_parameters() if p.requires_grad}
+
+    def on_train_start(self, trainer, pl_module) -> None:
+        self.start = self._weights(pl_module)
+        self.initial = [g["initial_lr"] for g in trainer.optimizers[0].param_groups]
+
+    def on_train_end(self, trainer, pl_module) -> None:
+        torch.save({"start": self.start, "end": self._weights(pl_module), "initial_lr": self.initial}, self.path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("scale", [0.0, 0.5])
+def test_embedding_lr_scale_slows_the_embeddings_only(tmp_path: Path, tokenizer_dir, tweeteval_dir, scale):
+    data = tweeteval_folder(tmp_path / "data", tweeteval_dir, {"train": 16, "val": 8, "test": 8})
+    path = tmp_path / "weights.pt"
+    config = tiny_config(tmp_path, tokenizer_dir, data, {
+        "trainer": {"max_steps": 2, "callbacks": [{"class_path": "test_cooccurrence.StartEndRecorder",
+                                                   "init_args": {"path": str(path)}}]},
+        "model": {"base": {"quantization": "none"}, "lora": None, "embedding_lr_scale": scale,
+                  "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-2}},
+                  "lr_schedule": "constant"}})
+    main(["fit", "--config", str(write_config(tmp_path / "config.yaml", config))])
+    record = torch.load(path)
+    assert record["initial_lr"] == [1e-2, 1e-2 * scale]
+    moved = {n: (record["end"][n] - record["start"][n]).abs().max().item() for n in record["start"]}
+    embedding = next(n for n in moved if "embed_tokens" in n)
+    assert all(v > 1e-3 for n, v in moved.items() if n != embedding)
+    if scale == 0:
+        assert moved[embedding] == 0
+    else:  # each of Adam's first steps moves a weight by at most about its learning rate, whatever the gradient
+        assert 0.3 * 1e-2 * scale < moved[embedding] < 2.2 * 1e-2 * scale
+
+
+def test_negative_embedding_lr_scale_is_refused_naming_the_key():
+    with pytest.raises(ValueError, match=r"model\.embedding_lr_scale=-1\.0 must be at least 0"):
+        SentimentClassifier(embedding_lr_scale=-1.0)
