@@ -69,13 +69,13 @@ def ppmi(counts: torch.Tensor, context_smoothing: float) -> torch.Tensor:
     """Positive PMI of a coalesced sparse count matrix, with smoothed context probabilities; zero entries stay
     zero (PMI of an unseen pair is minus infinity, clipped to 0)."""
     (rows, cols), values = counts.indices(), counts.values()
-    total = values.sum()
     row_sums = torch.zeros(counts.shape[0]).index_add_(0, rows, values)
     col_sums = torch.zeros(counts.shape[1]).index_add_(0, cols, values) ** context_smoothing
-    pmi = torch.log(values * total) - torch.log(row_sums[rows]) - torch.log(col_sums[cols] * total
-                                                                           / col_sums.sum())
+    context_probability = col_sums[cols] / col_sums.sum()
+    pmi = torch.log(values) - torch.log(row_sums[rows]) - torch.log(context_probability)
     keep = pmi > 0
-    return torch.sparse_coo_tensor(counts.indices()[:, keep], pmi[keep], counts.shape, check_invariants=False).coalesce()
+    positive = torch.sparse_coo_tensor(counts.indices()[:, keep], pmi[keep], counts.shape, check_invariants=False)
+    return positive.coalesce()
 
 
 def cooccurrence_vectors(sequences: Sequence[Sequence[int]], dim: int,

@@ -141,7 +141,8 @@ class SentimentClassifier(pl.LightningModule):
         """Set the embeddings of the tokens in the training tweets from their co-occurrences. Before the
         strategy wraps the model and before a checkpoint is restored, so ranks start alike and a resume wins."""
         head, tail = self.tweet_margins
-        tweets = [e.input_ids[head:e.prompt_length - tail] for e in self.trainer.datamodule.datasets["train"].examples]
+        examples = self.trainer.datamodule.datasets["train"].examples
+        tweets = [e.input_ids[head:e.prompt_length - tail] for e in examples]
         rows = initialize_embeddings(self.model.get_input_embeddings(), tweets, self.cooccurrence_init)
         log.info("cooccurrence_init: embeddings of the %d token ids in %d training tweets set from their PPMI SVD",
                  rows, len(tweets))
