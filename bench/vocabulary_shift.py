@@ -28,7 +28,10 @@ def never_read_rows(checkpoint: Path, seen, tokenizer) -> dict[str, float]:
     from torch.nn.functional import cosine_similarity, normalize
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
-    table = next(v for k, v in state.items() if k.endswith("embed_tokens.weight")).float()
+    tables = [v for k, v in state.items() if k.endswith("embed_tokens.weight")]
+    if not tables:
+        sys.exit(f"{checkpoint} holds no embedding table: it is not a full-training (lora: null) checkpoint")
+    table = tables[0].float()
     unseen = table[~seen]
     mean = unseen.mean(0)
     sample = normalize(unseen[:2000], dim=1)
