@@ -19,13 +19,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import ROOT, TOKENIZER, machine, read_split, require_assets, write_json  # noqa: E402
 
-CLASS_NAMES = ("negative", "neutral", "positive")
 
 
 def never_read_rows(checkpoint: Path, seen, tokenizer) -> dict[str, float]:
-    """Norms and directions of the embedding rows of tokens never in a training tweet, beside the read ones."""
+    """Norms and directions of the embedding rows of tokens never in a training tweet, beside the read ones,
+    and the cosine of their mean with each class's first answer token, the vector the model scores it by."""
     import torch
     from torch.nn.functional import cosine_similarity, normalize
+
+    from sentiment_pl.encoding import ChatEncoder
+    from sentiment_pl.prompts import PromptSpec
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)["state_dict"]
     tables = [v for k, v in state.items() if k.endswith("embed_tokens.weight")]
@@ -38,9 +41,11 @@ def never_read_rows(checkpoint: Path, seen, tokenizer) -> dict[str, float]:
     out = {"row_norm_read": table[seen].norm(dim=1).mean().item(),
            "row_norm_never_read": unseen.norm(dim=1).mean().item(),
            "mean_pairwise_cosine_never_read": (sample @ sample.T).mean().item()}
-    for name in CLASS_NAMES:
-        answer = tokenizer(name, add_special_tokens=False)["input_ids"][0]
-        out[f"cosine_never_read_mean_vs_{name}"] = cosine_similarity(mean, table[answer], dim=0).item()
+    # The answers as the chat template renders them after the assistant turn (`negative`, `neut`, `pos`), not
+    # the words as tweets spell them (`▁negative`, ...): the encoder is the one place that tokenizes them.
+    prompt = PromptSpec(system_prompt="")
+    for name, answer in zip(prompt.class_names, ChatEncoder(tokenizer, prompt, max_length=160).answers):
+        out[f"cosine_never_read_mean_vs_{name}"] = cosine_similarity(mean, table[answer[0]], dim=0).item()
     return out
 
 
