@@ -20,6 +20,7 @@ from sentiment_pl.objective import answer_sequences, completion_loss, first_toke
 from sentiment_pl.objective import sequence_log_probs, supervised_positions
 from sentiment_pl.prefix import check_attention, shared_prefix_hidden_states, use_shared_prefix_attention
 from sentiment_pl.schedule import build_schedule, check_schedule
+from sentiment_pl.vocabulary import tweet_span
 
 log = logging.getLogger(__name__)
 
@@ -140,9 +141,8 @@ class SentimentClassifier(pl.LightningModule):
     def initialize_embeddings(self) -> None:
         """Set the embeddings of the tokens in the training tweets from their co-occurrences. Before the
         strategy wraps the model and before a checkpoint is restored, so ranks start alike and a resume wins."""
-        head, tail = self.tweet_margins
         examples = self.trainer.datamodule.datasets["train"].examples
-        tweets = [e.input_ids[head:e.prompt_length - tail] for e in examples]
+        tweets = [e.input_ids[tweet_span(e, self.tweet_margins)] for e in examples]
         rows = initialize_embeddings(self.model.get_input_embeddings(), tweets, self.cooccurrence_init)
         log.info("cooccurrence_init: embeddings of the %d token ids in %d training tweets set from their PPMI SVD",
                  rows, len(tweets))
