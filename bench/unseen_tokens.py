@@ -95,8 +95,8 @@ def main() -> None:
     summary = {n: statistics.median(r[n]["macro_f1"] for r in rows) for n in variants}
     print("median macro-F1  " + "  ".join(f"{n}: {v:.4f}" for n, v in summary.items()))
     write_json(args.output, {"machine": machine(), "drift": drift, "rows": rows, "median_macro_f1": summary})
-    cost = summary["real, dropped"] - summary["corrupted, kept"]
-    print(f"unseen_token_cost_macro_f1={cost:.4f} real_drop_minus_keep={summary['real, dropped'] - summary['real, kept']:.4f}")
+    cost, change = (summary["real, dropped"] - summary[k] for k in ("corrupted, kept", "real, kept"))
+    print(f"unseen_token_cost_macro_f1={cost:.4f} real_drop_minus_keep={change:.4f}")
 
 
 if __name__ == "__main__":

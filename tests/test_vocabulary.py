@@ -30,7 +30,8 @@ def test_drop_removes_exactly_the_unread_tweet_tokens_and_keeps_the_answer_align
         answer = list(encoder.answers[e.sentiment])
         assert d.labels == [IGNORE_INDEX] * d.prompt_length + answer
         assert d.input_ids[d.prompt_length:] == answer and d.sentiment == e.sentiment
-        assert d.input_ids[d.prompt_length - tail:d.prompt_length] == e.input_ids[e.prompt_length - tail:e.prompt_length]
+        template_tail = e.input_ids[e.prompt_length - tail:e.prompt_length]
+        assert d.input_ids[d.prompt_length - tail:d.prompt_length] == template_tail
     unlabeled = encoder.encode(tweets.texts[0])
     read = torch.ones(len(tokenizer), dtype=torch.bool)
     read[unlabeled.input_ids[head]] = False
