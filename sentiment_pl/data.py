@@ -13,7 +13,7 @@ from sentiment_pl.batching import Collator, EncodedDataset, LengthGroupedSampler
 from sentiment_pl.checkpointing import batches_done_in_epoch
 from sentiment_pl.encoding import ChatEncoder, Encoded
 from sentiment_pl.prompts import PromptSpec
-from sentiment_pl.sources import HubTweetEval, Split, TweetSource, TweetSplit
+from sentiment_pl.sources import DataError, HubTweetEval, Split, TweetSource, TweetSplit
 from sentiment_pl.vocabulary import drop_unread, read_tokens
 
 log = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class TweetSentimentData(pl.LightningDataModule):
         for split in splits:
             if split in self.datasets:
                 continue
-            raw = self.source.load(split, self.prompt.class_names)
+            raw = self._load(split, needed_by_drop=split not in STAGE_SPLITS.get(stage, (self.predict_split,)))
             encoded, truncated = self.encoder.encode_all(raw.texts, raw.sentiments, desc=f"encoding {split}")
             if self.drop_unseen_tokens and split != "train":
                 encoded = self._drop_unseen(split, encoded)
@@ -86,6 +86,15 @@ class TweetSentimentData(pl.LightningDataModule):
             log.info("%s: %d tweets from %s, %d truncated to max_length=%d, tokens per sample mean %.1f max %d",
                      split, len(raw), raw.origin, truncated, self.max_length, sum(lengths) / len(lengths),
                      max(lengths))
+
+    def _load(self, split: Split, needed_by_drop: bool) -> TweetSplit:
+        try:
+            return self.source.load(split, self.prompt.class_names)
+        except DataError as err:
+            if needed_by_drop:  # the stage itself does not read train: say why it is needed
+                raise DataError(f"data.drop_unseen_tokens=true needs the train split, to know which tweet tokens "
+                                f"training read: {err}") from err
+            raise
 
     def _drop_unseen(self, split: Split, encoded: list[Encoded]) -> list[Encoded]:
         margins = self.encoder.tweet_margins

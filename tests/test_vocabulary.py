@@ -9,7 +9,7 @@ import torch
 from sentiment_pl.data import TweetSentimentData
 from sentiment_pl.encoding import IGNORE_INDEX, ChatEncoder
 from sentiment_pl.prompts import PromptSpec
-from sentiment_pl.sources import LocalFiles
+from sentiment_pl.sources import DataError, LocalFiles
 from sentiment_pl.vocabulary import drop_unread, read_tokens, tweet_span
 
 
@@ -94,3 +94,10 @@ def test_without_the_option_evaluation_leaves_train_unencoded_and_the_tweets_who
     margins = data.encoder.tweet_margins
     for e in data.datasets["validation"].examples:
         assert data.tokenizer.decode(e.input_ids[tweet_span(e, margins)]).endswith("quokkas zyzzyva")
+
+
+def test_evaluating_without_a_train_split_is_refused_naming_the_option_and_the_missing_file(tokenizer_dir, files):
+    data = TweetSentimentData(LocalFiles(test=files["test"]), tokenizer=str(tokenizer_dir), drop_unseen_tokens=True)
+    with pytest.raises(DataError, match=r"data\.drop_unseen_tokens=true needs the train split, .*LocalFiles has no "
+                                        r"file for the 'train' split; set data\.source\.init_args\.train"):
+        data.setup("test")
