@@ -71,13 +71,13 @@ class TweetSentimentData(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         self.load_tokenizer()
-        splits = STAGE_SPLITS.get(stage, (self.predict_split,))
-        if self.drop_unseen_tokens:  # train first: it says which tokens the others may keep
-            splits = ("train", *(s for s in splits if s != "train"))
+        wanted = STAGE_SPLITS.get(stage, (self.predict_split,))
+        # To drop unseen tokens, train comes first: it says which tokens the others may keep.
+        splits = ("train", *(s for s in wanted if s != "train")) if self.drop_unseen_tokens else wanted
         for split in splits:
             if split in self.datasets:
                 continue
-            raw = self._load(split, needed_by_drop=split not in STAGE_SPLITS.get(stage, (self.predict_split,)))
+            raw = self._load(split, needed_by_drop=split not in wanted)
             encoded, truncated = self.encoder.encode_all(raw.texts, raw.sentiments, desc=f"encoding {split}")
             if self.drop_unseen_tokens and split != "train":
                 encoded = self._drop_unseen(split, encoded)
