@@ -27,9 +27,7 @@ from _common import ROOT, machine, require_assets, write_json  # noqa: E402
 
 def corrupt(examples, read, margins, test_examples, seed: int):
     """Validation with test's never-read tokens inserted as test has them (see the module's docstring)."""
-    from dataclasses import replace
-
-    from sentiment_pl.vocabulary import tweet_span
+    from sentiment_pl.vocabulary import tweet_span, with_tweet
 
     counts, pool = [], []
     for e in test_examples:
@@ -41,14 +39,10 @@ def corrupt(examples, read, margins, test_examples, seed: int):
     rng = random.Random(seed)
     out = list(examples)
     for index in rng.sample(range(len(out)), round(share * len(out))):
-        e = out[index]
-        span = tweet_span(e, margins)
-        tweet = e.input_ids[span]
+        tweet = out[index].input_ids[tweet_span(out[index], margins)]
         for token in rng.choices(pool, k=rng.choice(counts)):
             tweet.insert(rng.randint(0, len(tweet)), token)
-        grown = len(tweet) - (span.stop - span.start)
-        out[index] = replace(e, input_ids=e.input_ids[:span.start] + tweet + e.input_ids[span.stop:],
-                             labels=[e.labels[0]] * grown + e.labels, prompt_length=e.prompt_length + grown)
+        out[index] = with_tweet(out[index], tweet, margins)
     return out, {"test_share_holding": share, "test_mean_per_holding_tweet": statistics.mean(counts),
                  "pool_tokens": len(pool), "pool_distinct": len(set(pool))}
 
@@ -68,8 +62,9 @@ def main() -> None:
     from sentiment_pl.cli import main as cli_main
     from sentiment_pl.vocabulary import drop_unread, read_tokens
 
+    # The splits as encoded, whatever the config says: the script applies the drop itself.
     cli = cli_main(["--config", str(args.config), "--trainer.logger", "false", "--trainer.enable_progress_bar",
-                    "false"], run=False)
+                    "false", "--data.drop_unseen_tokens", "false"], run=False)
     dm, model, trainer = cli.datamodule, cli.model, cli.trainer
     dm.setup("fit")
     dm.setup("test")

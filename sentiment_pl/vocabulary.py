@@ -15,7 +15,7 @@ from dataclasses import replace
 
 import torch
 
-from sentiment_pl.encoding import Encoded
+from sentiment_pl.encoding import IGNORE_INDEX, Encoded
 
 
 def tweet_span(example: Encoded, margins: tuple[int, int]) -> slice:
@@ -33,15 +33,18 @@ def read_tokens(examples: Sequence[Encoded], margins: tuple[int, int], vocab_siz
     return read
 
 
-def drop_unread(example: Encoded, read: torch.Tensor, margins: tuple[int, int]) -> Encoded:
-    """The example without the tweet tokens that `read` marks False; the template and the answer are kept, so
-    the answer's labels stay aligned with its tokens. Returns the example itself when nothing is dropped."""
+def with_tweet(example: Encoded, tweet: list[int], margins: tuple[int, int]) -> Encoded:
+    """The example with `tweet` in place of its tweet's tokens; the template and the answer are kept, and the
+    labels still mark exactly the answer."""
     span = tweet_span(example, margins)
-    tweet = example.input_ids[span]
+    prompt_length = example.prompt_length + len(tweet) - (span.stop - span.start)
+    return replace(example, input_ids=example.input_ids[:span.start] + tweet + example.input_ids[span.stop:],
+                   labels=[IGNORE_INDEX] * prompt_length + example.labels[example.prompt_length:],
+                   prompt_length=prompt_length)
+
+
+def drop_unread(example: Encoded, read: torch.Tensor, margins: tuple[int, int]) -> Encoded:
+    """The example without the tweet tokens that `read` marks False (the example itself when none are)."""
+    tweet = example.input_ids[tweet_span(example, margins)]
     kept = [i for i in tweet if read[i]]
-    if len(kept) == len(tweet):
-        return example
-    dropped = len(tweet) - len(kept)
-    return replace(example, input_ids=example.input_ids[:span.start] + kept + example.input_ids[span.stop:],
-                   labels=example.labels[:span.start] + example.labels[span.start + dropped:],
-                   prompt_length=example.prompt_length - dropped)
+    return example if len(kept) == len(tweet) else with_tweet(example, kept, margins)

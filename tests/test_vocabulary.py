@@ -10,7 +10,7 @@ from sentiment_pl.data import TweetSentimentData
 from sentiment_pl.encoding import IGNORE_INDEX, ChatEncoder
 from sentiment_pl.prompts import PromptSpec
 from sentiment_pl.sources import DataError, LocalFiles
-from sentiment_pl.vocabulary import drop_unread, read_tokens, tweet_span
+from sentiment_pl.vocabulary import drop_unread, read_tokens, tweet_span, with_tweet
 
 
 @pytest.mark.parametrize("prompt", [PromptSpec(system_prompt=""), PromptSpec()])
@@ -101,3 +101,19 @@ def test_evaluating_without_a_train_split_is_refused_naming_the_option_and_the_m
     with pytest.raises(DataError, match=r"data\.drop_unseen_tokens=true needs the train split, .*LocalFiles has no "
                                         r"file for the 'train' split; set data\.source\.init_args\.train"):
         data.setup("test")
+
+
+def test_a_grown_tweet_keeps_the_answer_marked_and_dropping_the_additions_restores_the_example(tokenizer, tweets):
+    encoder = ChatEncoder(tokenizer, PromptSpec(system_prompt=""), max_length=160)
+    margins = encoder.tweet_margins
+    encoded, _ = encoder.encode_all(tweets.texts[:20], tweets.sentiments[:20])
+    read = read_tokens(encoded, margins, len(tokenizer))
+    added = (~read).nonzero().flatten()[:2].tolist()
+    for e in encoded:
+        tweet = e.input_ids[tweet_span(e, margins)]
+        grown = with_tweet(e, added[:1] + tweet + added[1:], margins)
+        assert grown.input_ids == e.input_ids[:margins[0]] + added[:1] + tweet + added[1:] + \
+            e.input_ids[e.prompt_length - margins[1]:]
+        assert grown.prompt_length == e.prompt_length + 2
+        assert grown.labels == [IGNORE_INDEX] * grown.prompt_length + list(encoder.answers[e.sentiment])
+        assert drop_unread(grown, read, margins) == e
