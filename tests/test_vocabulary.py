@@ -87,7 +87,7 @@ def test_data_module_drops_never_read_tokens_from_evaluation_splits(tokenizer_di
             assert "quokkas" not in text and "zyzzyva" not in text and len(after.input_ids) < len(before.input_ids)
 
 
-def test_without_the_option_evaluation_leaves_train_unencoded_and_the_tweets_whole(tokenizer_dir, files, tweets):
+def test_without_the_option_evaluation_leaves_train_unencoded_and_the_tweets_whole(tokenizer_dir, files):
     data = TweetSentimentData(LocalFiles(**files), tokenizer=str(tokenizer_dir), max_length=160)
     data.setup("validate")
     assert "train" not in data.datasets
