@@ -9,12 +9,13 @@ import torch
 from jsonargparse import lazy_instance
 from torch.utils.data import DataLoader
 
+from sentiment_pl.errors import InputError
 from sentiment_pl.batching import Collator, EncodedDataset, LengthGroupedSampler, OrderedShardSampler
 from sentiment_pl.checkpointing import batches_done_in_epoch
-from sentiment_pl.encoding import ChatEncoder, Encoded
+from sentiment_pl.encoding import ChatEncoder
+from sentiment_pl.locate import load_tokenizer
 from sentiment_pl.prompts import PromptSpec
-from sentiment_pl.sources import DataError, HubTweetEval, Split, TweetSource, TweetSplit
-from sentiment_pl.vocabulary import drop_unread, read_tokens
+from sentiment_pl.sources import HubTweetEval, Split, TweetSource, TweetSplit
 
 log = logging.getLogger(__name__)
 
@@ -39,24 +40,20 @@ class TweetSentimentData(pl.LightningDataModule):
         num_workers: DataLoader worker processes.
         seed: Seed of the training order; epoch e uses seed + e.
         predict_split: The split that `predict` scores.
-        drop_unseen_tokens: Leave out of validation, test and predict inputs the tweet tokens that occur in no
-            training tweet: a model trained from scratch never learned their embeddings (a pretrained one did, so
-            keep them there). The training split is then encoded in every stage, to know which those are.
     """
 
     def __init__(self, source: TweetSource = lazy_instance(HubTweetEval), tokenizer: str = DEFAULT_MODEL,
                  prompt: PromptSpec = PromptSpec(), max_length: int = 256, batch_size: int = 16,
                  eval_batch_size: int | None = None, group_by_length: bool = True, num_workers: int = 0,
-                 seed: int = 0, predict_split: Split = "test", drop_unseen_tokens: bool = False) -> None:
+                 seed: int = 0, predict_split: Split = "test") -> None:
         super().__init__()
         if max_length < 8 or batch_size < 1:
-            raise ValueError(f"max_length={max_length} and batch_size={batch_size} must be positive (>= 8, >= 1)")
+            raise InputError(f"data.max_length={max_length} and data.batch_size={batch_size} must be positive (>= 8, >= 1)")
         self.source, self.tokenizer_name, self.prompt = source, tokenizer, prompt
         self.max_length, self.batch_size = max_length, batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.group_by_length, self.num_workers, self.seed = group_by_length, num_workers, seed
         self.predict_split: Split = predict_split
-        self.drop_unseen_tokens = drop_unseen_tokens
         self.tokenizer = None
         self.encoder: ChatEncoder | None = None
         self.raw: dict[Split, TweetSplit] = {}
@@ -71,48 +68,22 @@ class TweetSentimentData(pl.LightningDataModule):
 
     def setup(self, stage: str) -> None:
         self.load_tokenizer()
-        wanted = STAGE_SPLITS.get(stage, (self.predict_split,))
-        # To drop unseen tokens, train comes first: it says which tokens the others may keep.
-        splits = ("train", *(s for s in wanted if s != "train")) if self.drop_unseen_tokens else wanted
-        for split in splits:
+        for split in STAGE_SPLITS.get(stage, (self.predict_split,)):
             if split in self.datasets:
                 continue
-            raw = self._load(split, needed_by_drop=split not in wanted)
+            raw = self.source.load(split, self.prompt.class_names)
             encoded, truncated = self.encoder.encode_all(raw.texts, raw.sentiments, desc=f"encoding {split}")
-            if self.drop_unseen_tokens and split != "train":
-                encoded = self._drop_unseen(split, encoded)
             self.raw[split], self.datasets[split], self.truncated[split] = raw, EncodedDataset(encoded), truncated
             lengths = self.datasets[split].lengths
             log.info("%s: %d tweets from %s, %d truncated to max_length=%d, tokens per sample mean %.1f max %d",
                      split, len(raw), raw.origin, truncated, self.max_length, sum(lengths) / len(lengths),
                      max(lengths))
 
-    def _load(self, split: Split, needed_by_drop: bool) -> TweetSplit:
-        try:
-            return self.source.load(split, self.prompt.class_names)
-        except DataError as err:
-            if needed_by_drop:  # the stage itself does not read train: say why it is needed
-                raise DataError(f"data.drop_unseen_tokens=true needs the train split, to know which tweet tokens "
-                                f"training read: {err}") from err
-            raise
-
-    def _drop_unseen(self, split: Split, encoded: list[Encoded]) -> list[Encoded]:
-        margins = self.encoder.tweet_margins
-        read = read_tokens(self.datasets["train"].examples, margins, len(self.tokenizer))
-        kept = [drop_unread(e, read, margins) for e in encoded]
-        dropped = sum(len(e.input_ids) - len(k.input_ids) for e, k in zip(encoded, kept))
-        tweets = sum(k is not e for e, k in zip(encoded, kept))
-        log.info("%s: dropped %d tweet tokens that occur in no training tweet, from %d of %d tweets "
-                 "(data.drop_unseen_tokens)", split, dropped, tweets, len(encoded))
-        return kept
-
     def load_tokenizer(self) -> None:
         """Load the tokenizer and build the encoder (once)."""
         if self.encoder is not None:
             return
-        from transformers import AutoTokenizer
-
-        self.tokenizer = AutoTokenizer.from_pretrained(self.tokenizer_name)
+        self.tokenizer = load_tokenizer(self.tokenizer_name, key="data.tokenizer (linked to model.base.name)")
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token  # padding is masked out; any id will do
         self.encoder = ChatEncoder(self.tokenizer, self.prompt, self.max_length)

@@ -11,14 +11,15 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sentiment_pl.prefix import PROBE_TWEETS, common_prefix, system_turn_prefix
+from sentiment_pl.errors import InputError
+from sentiment_pl.prefix import system_turn_prefix
 from sentiment_pl.prompts import PromptSpec
 
 # The target id that cross-entropy skips; the only one in the project.
 IGNORE_INDEX = -100
 
 
-class EncodingError(ValueError):
+class EncodingError(InputError):
     """The chat template and tokenizer do not give a usable completion mask."""
 
 
@@ -51,11 +52,6 @@ class ChatEncoder:
         )
         # The system turn every example starts with, shared by a batch when the model computes it once.
         self.prefix_ids: tuple[int, ...] = system_turn_prefix(self._render, prompt)
-        # How many prompt tokens come before and after the tweet: the template's, the same for every tweet, so
-        # what the probes' prompts share at both ends. Token dropout touches only the tokens in between.
-        probes = [self._prompt_ids(t) for t in PROBE_TWEETS]
-        self.tweet_margins: tuple[int, int] = (len(common_prefix(probes)),
-                                               len(common_prefix([p[::-1] for p in probes])))
         shortest = min(len(self._prompt_ids("x")) + len(a) for a in self.answers)
         if shortest > max_length:
             raise EncodingError(f"max_length={max_length} cannot hold even a one-token tweet: the system prompt, "

@@ -5,9 +5,7 @@ earlier layer is needed at every position, because later positions attend to ear
 feeds only the output layer, so at the other positions only its keys and values are needed. Its query, attention
 output projection and MLP (98 % of a Llama layer's weights) run at the read positions alone. With TinyLlama's 22
 layers that saves about 4 % of a training step, in the forward, the gradient-checkpointing recompute and the
-backward alike (measured: 1.1B steps 8 % faster, the tiny 4-layer benchmark 1.13x). The quality recipe's single
-layer of width 256 loses most of its arithmetic too, but its step is mostly per-op overhead and its measured
-speed did not change.
+backward alike (measured: 1.1B steps 8 % faster, the tiny 4-layer benchmark 1.13x).
 
 It is done by swapping the last layer's classes for the Llama subclasses below. Parameters, their names, state
 dicts, peft's adapters and transformers' gradient checkpointing (which wraps subclasses too) are untouched. A
