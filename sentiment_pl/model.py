@@ -9,7 +9,8 @@ from typing import Any, Literal
 
 import torch
 
-from sentiment_pl.dropout import add_residual_dropout
+from sentiment_pl.errors import InputError
+from sentiment_pl.locate import load_config, locate
 
 log = logging.getLogger(__name__)
 
@@ -39,7 +40,10 @@ class BaseModelSpec:
     """The causal LM under the adapters.
 
     Args:
-        name: Hub id or local directory of the model (config, and weights unless `random_init`).
+        name: Hub id, local directory or GGUF file of the model (config, and weights unless `random_init`);
+            `package:NAME/FILE.gguf` is a GGUF file inside an installed Python package. A GGUF base is
+            dequantized on load, then quantized again by `quantization` (twice-quantized weights: the GGUF
+            format's own rounding stays in them).
         random_init: Build the architecture from its config with random weights instead of loading weights
             (offline tests, benchmarks, from-scratch training).
         architecture: Config fields to override, e.g. `{hidden_size: 256, num_hidden_layers: 4}`.
@@ -48,9 +52,6 @@ class BaseModelSpec:
         dtype: Dtype of the unquantized weights and of the 4-bit layers' computation.
         gradient_checkpointing: Recompute activations in backward (non-reentrant) to save memory.
         attn_implementation: transformers attention kernel (`sdpa`, `eager`, `flash_attention_2`).
-        residual_dropout: Dropout on the token embeddings and on each attention and MLP output before the
-            residual add (where GPT-2 has it; Llama has none), in training only. For training from scratch;
-            0 keeps the model as published.
     """
 
     name: str = DEFAULT_MODEL
@@ -61,18 +62,14 @@ class BaseModelSpec:
     dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
     gradient_checkpointing: bool = False
     attn_implementation: str = "sdpa"
-    residual_dropout: float = 0.0
-
-    def __post_init__(self) -> None:
-        if not 0 <= self.residual_dropout < 1:
-            raise ValueError(f"model.base.residual_dropout={self.residual_dropout} must be in [0, 1)")
 
 
 def load_base_model(spec: BaseModelSpec, device: torch.device | str = "cpu"):
     """The base model on `device`, quantized if asked; every parameter frozen."""
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoModelForCausalLM
 
-    config = AutoConfig.from_pretrained(spec.name, **spec.architecture)
+    location = locate(spec.name)
+    config = load_config(spec.name, **spec.architecture)
     resized = {"hidden_size", "num_attention_heads"} & set(spec.architecture)
     if resized and "head_dim" not in spec.architecture and hasattr(config, "head_dim"):
         # The config computed head_dim from the original sizes before the overrides were applied.
@@ -87,29 +84,47 @@ def load_base_model(spec: BaseModelSpec, device: torch.device | str = "cpu"):
             bnb_4bit_compute_dtype=dtype)
         # Each rank places its quantized copy on its own device (accelerate#1515, trl#722).
         kwargs["device_map"] = {"": torch.device(device)}
-    if not spec.random_init:
-        model = AutoModelForCausalLM.from_pretrained(spec.name, config=config, **kwargs)
-    else:
+    if spec.random_init:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(spec.init_seed)
             model = AutoModelForCausalLM.from_config(config, dtype=dtype,
                                                      attn_implementation=spec.attn_implementation)
-        if spec.quantization == "nf4":
-            # transformers quantizes while loading weights, so random weights take a round trip through disk.
-            # Written by hand, not with save_pretrained: under torch.distributed that writes on rank 0 only, and
-            # every rank rebuilds the model from its own temporary directory.
-            from safetensors.torch import save_model
-
-            with tempfile.TemporaryDirectory(prefix="sentiment_pl_init_") as tmp:
-                model.config.save_pretrained(tmp)
-                save_model(model, f"{tmp}/model.safetensors", metadata={"format": "pt"})
-                model = AutoModelForCausalLM.from_pretrained(tmp, **kwargs)
+    elif location.gguf_file:
+        # transformers refuses a GGUF file together with a BitsAndBytesConfig: dequantize first, quantize below.
+        model = AutoModelForCausalLM.from_pretrained(location.path, gguf_file=location.gguf_file, config=config,
+                                                     dtype=dtype, attn_implementation=spec.attn_implementation)
+        _forget_gguf_quantization(model)
+    else:
+        model = AutoModelForCausalLM.from_pretrained(location.path, config=config, **kwargs)
+    if spec.quantization == "nf4" and (spec.random_init or location.gguf_file):
+        model = _quantize_through_disk(model, kwargs)
     model.config.use_cache = False  # training and scoring never reuse a KV cache
     model.requires_grad_(False)
     if spec.quantization == "nf4":
         _keep_cpu_weights_trainable(model)
-    add_residual_dropout(model, spec.residual_dropout)
     return model
+
+
+def _forget_gguf_quantization(model) -> None:
+    """A GGUF-loaded model holds float weights but keeps the GGUF quantizer, which refuses `save_pretrained`."""
+    model.hf_quantizer = None
+    model.is_quantized = False
+    if hasattr(model.config, "quantization_config"):
+        del model.config.quantization_config
+
+
+def _quantize_through_disk(model, kwargs: dict[str, Any]):
+    """transformers quantizes while it loads weights, so in-memory float weights (random, or dequantized from a
+    GGUF file) take a round trip through a temporary directory. Written by hand, not with save_pretrained: under
+    torch.distributed that writes on rank 0 only, and every rank rebuilds the model from its own directory."""
+    from safetensors.torch import save_model
+    from transformers import AutoModelForCausalLM
+
+    with tempfile.TemporaryDirectory(prefix="sentiment_pl_quantize_") as tmp:
+        model.config.save_pretrained(tmp)
+        save_model(model, f"{tmp}/model.safetensors", metadata={"format": "pt"})
+        del model
+        return AutoModelForCausalLM.from_pretrained(tmp, **kwargs)
 
 
 def _keep_cpu_weights_trainable(model) -> None:
@@ -132,7 +147,7 @@ def add_adapters(model, spec: BaseModelSpec, lora: LoraSettings | None):
     checkpointing = {"use_reentrant": False}  # reentrant checkpointing loses k-bit input grads (transformers#21381)
     if lora is None:
         if spec.quantization != "none":
-            raise ValueError("full training (model.lora: null) needs model.base.quantization: none; "
+            raise InputError("full training (model.lora: null) needs model.base.quantization: none; "
                              "4-bit weights cannot be trained")
         model.requires_grad_(True)
         if spec.gradient_checkpointing:

