@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from sentiment_pl.errors import InputError
 from sentiment_pl.files import atomic_directory
 from sentiment_pl.model import BaseModelSpec, LoraSettings
 from sentiment_pl.module import SentimentClassifier
@@ -21,6 +22,7 @@ from sentiment_pl.prompts import PromptSpec
 from sentiment_pl.sources import DataError
 
 INFO_FILE = "sentiment_pl.json"
+CARD_FILE = "README.md"
 
 
 @dataclass(frozen=True)
@@ -51,15 +53,18 @@ class AdapterInfo:
 
 
 def save_adapter(module: SentimentClassifier, tokenizer, prompt: PromptSpec, max_length: int,
-                 directory: str | Path) -> Path:
-    """Write the adapter directory; it appears complete or not at all (written beside, then renamed)."""
+                 directory: str | Path, card: str | None = None) -> Path:
+    """Write the adapter directory, with `card` as its README.md; it appears complete or not at all (written
+    beside, then renamed)."""
     if module.lora is None:
-        raise ValueError("the model was trained without adapters (model.lora: null); export the merged model")
+        raise InputError("the model was trained without adapters (model.lora: null); export the merged model")
     info = AdapterInfo(module.base, module.lora, prompt, max_length)
     with atomic_directory(directory) as tmp:
         module.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         (tmp / INFO_FILE).write_text(info.to_json(), encoding="utf-8")
+        if card is not None:  # in place of peft's empty template
+            (tmp / CARD_FILE).write_text(card, encoding="utf-8")
     return Path(directory)
 
 
@@ -78,7 +83,7 @@ class AdapterClassifier(SentimentClassifier):
         super().__init__(base=base, lora=info.lora)
         self.adapter_dir, self.info = Path(adapter), info
         if class_bias is not None and len(class_bias) != len(info.prompt.class_names):
-            raise ValueError(f"class_bias has {len(class_bias)} values for {len(info.prompt.class_names)} classes")
+            raise InputError(f"class_bias has {len(class_bias)} values for {len(info.prompt.class_names)} classes")
         self.class_bias = class_bias
 
     def class_log_probs(self, batch, hidden=None):
@@ -98,7 +103,8 @@ class AdapterClassifier(SentimentClassifier):
                             f"(unexpected {result.unexpected_keys[:3]}, missing {missing[:3]})")
 
 
-def merge_adapter(adapter: str | Path, directory: str | Path, base_name: str | None = None) -> Path:
+def merge_adapter(adapter: str | Path, directory: str | Path, base_name: str | None = None,
+                  card: str | None = None) -> Path:
     """A standalone transformers model: the base (dequantized if 4-bit) with the adapter merged into its weights.
 
     The 4-bit weights are dequantized to the compute dtype, which is what the 4-bit layers multiply with, so the
@@ -121,4 +127,6 @@ def merge_adapter(adapter: str | Path, directory: str | Path, base_name: str | N
         AutoTokenizer.from_pretrained(str(adapter)).save_pretrained(tmp)  # with its chat template
         (tmp / INFO_FILE).write_text(json.dumps({"prompt": dataclasses.asdict(info.prompt),
                                                  "max_length": info.max_length}, indent=2), encoding="utf-8")
+        if card is not None:
+            (tmp / CARD_FILE).write_text(card, encoding="utf-8")
     return Path(directory)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import torch
 from torchmetrics import ConfusionMatrix, MetricCollection
 from torchmetrics.classification import MulticlassAccuracy, MulticlassF1Score, MulticlassRecall
@@ -25,17 +28,31 @@ def scalar_metrics(values: dict[str, torch.Tensor], class_names: tuple[str, ...]
     return out
 
 
-def trivial_baselines(class_counts: torch.Tensor, class_names: tuple[str, ...]) -> dict[str, dict[str, float]]:
-    """macro-F1 and macro-recall of always predicting the most frequent class, and of uniform random guessing
-    (expected value), on a split with these true class counts."""
-    counts = class_counts.double()
+def metrics_record(values: dict[str, torch.Tensor], class_names: tuple[str, ...]) -> dict[str, Any]:
+    """Computed metrics as plain numbers and lists (for checkpoints, JSON files and model cards)."""
+    record: dict[str, Any] = {k: float(v) for k, v in values.items() if v.ndim == 0}
+    record["class_names"] = list(class_names)
+    record["class_f1"] = [float(v) for v in values["class_f1"]]
+    record["confusion"] = values["confusion"].long().tolist()
+    record["tweets"] = int(values["confusion"].sum())
+    return record
+
+
+def trivial_baselines(class_counts: Sequence[int] | torch.Tensor,
+                      class_names: tuple[str, ...]) -> dict[str, dict[str, Any]]:
+    """macro-F1, macro-recall, accuracy and per-class F1 of always predicting the most frequent class, and of
+    uniform random guessing (expected values), on a split with these true class counts."""
+    counts = torch.as_tensor(class_counts).double()
     prior, k = counts / counts.sum(), len(counts)
     majority = int(counts.argmax())
     # Always-majority: recall 1 and precision = prior on that class, 0 elsewhere.
-    f1_major = 2 * prior[majority] / (1 + prior[majority])
+    f1_major = torch.zeros(k, dtype=torch.double)
+    f1_major[majority] = 2 * prior[majority] / (1 + prior[majority])
     # Uniform random: per class, precision = prior and recall = 1/k in expectation.
     f1_random = (2 * prior / k / (prior + 1 / k)).where(prior > 0, torch.zeros_like(prior))
     return {
-        f"always {class_names[majority]}": {"macro_f1": float(f1_major / k), "macro_recall": 1 / k},
-        "uniform random (expected)": {"macro_f1": float(f1_random.mean()), "macro_recall": 1 / k},
+        f"always {class_names[majority]}": {"macro_f1": float(f1_major.mean()), "macro_recall": 1 / k,
+                                            "accuracy": float(prior[majority]), "class_f1": f1_major.tolist()},
+        "uniform random (expected)": {"macro_f1": float(f1_random.mean()), "macro_recall": 1 / k,
+                                      "accuracy": 1 / k, "class_f1": f1_random.tolist()},
     }

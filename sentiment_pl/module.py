@@ -9,10 +9,9 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 
+from sentiment_pl.errors import InputError
 from sentiment_pl.class_weights import resolve_class_weights, weighted_completion_loss
-from sentiment_pl.cooccurrence import CooccurrenceInit, initialize_embeddings
-from sentiment_pl.dropout import drop_tweet_tokens
-from sentiment_pl.metrics import make_metrics, scalar_metrics, trivial_baselines
+from sentiment_pl.metrics import make_metrics, metrics_record, scalar_metrics
 from sentiment_pl.model import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head, count_parameters
 from sentiment_pl.model import load_base_model
 from sentiment_pl.last_layer import place, read_mask, read_positions_last_layer
@@ -20,11 +19,12 @@ from sentiment_pl.objective import answer_sequences, completion_loss, first_toke
 from sentiment_pl.objective import sequence_log_probs, supervised_positions
 from sentiment_pl.prefix import check_attention, shared_prefix_hidden_states, use_shared_prefix_attention
 from sentiment_pl.schedule import build_schedule, check_schedule
-from sentiment_pl.vocabulary import tweet_span
 
 log = logging.getLogger(__name__)
 
 STAGES = ("val", "test")
+# Where a checkpoint keeps the validation metrics of its own weights (plain numbers: loads with weights_only).
+VALIDATION_KEY = "validation_metrics"
 
 
 class SentimentClassifier(pl.LightningModule):
@@ -34,28 +34,17 @@ class SentimentClassifier(pl.LightningModule):
         base: The base model: where it comes from, quantization, dtype, gradient checkpointing.
         lora: LoRA adapters; `null` trains every weight (needs `base.quantization: none`).
         optimizer: Optimizer over the trainable parameters, e.g. `torch.optim.AdamW` with its `lr`.
-        lr_schedule: transformers schedule name: `linear`, `cosine`, `constant`, `constant_with_warmup`,
-            `warmup_stable_decay`, ...
+        lr_schedule: transformers schedule name: `linear`, `cosine`, `constant`, `constant_with_warmup`, ...
         warmup_ratio: Fraction of the optimizer steps spent warming the learning rate up from 0.
-        decay_ratio: Fraction of the optimizer steps, at the end, spent decaying the learning rate to 0 (cosine)
-            for `warmup_stable_decay`, which holds the peak rate in between; other schedules take 0.
         share_prefix: Run the system turn that opens every example once per batch and let every example attend
             to its keys and values, in one decoder call over the packed rows, padding left out (same loss,
             gradients and scores, less compute; without a system turn, only the padding is saved). Needs
             right-padded rows that all start with it and `base.attn_implementation: sdpa`.
         class_weights: Weigh the training loss by class: one number per class, or `balanced` (inverse training
             frequency); `null` weighs every answer token alike.
-        token_dropout: In training, the probability that each token of the tweet is replaced by the tokenizer's
-            unknown token (word dropout, redrawn every step); the template, system turn and answer are kept.
-            Validation, test and predict see the whole tweet.
         trim_last_layer: Run the last decoder layer's query, attention output and MLP only at the positions the
             loss and class scores read (its keys and values at every position): the same results for less
             compute. Llama layers only; other architectures run it in full.
-        cooccurrence_init: When fitting, start the token embeddings from the training tweets' co-occurrence
-            statistics instead of random values (needs `lora: null`; for training from scratch). A resumed run
-            takes them from its checkpoint.
-        embedding_lr_scale: Multiplies the learning rate (and so AdamW's decoupled weight decay) of the input
-            embeddings (and of a tied output layer), when they train: below 1 keeps more of a `cooccurrence_init`.
     """
 
     # ThroughputMonitor asks for FLOPs per batch; they vary with sequence length, so none are reported.
@@ -63,27 +52,18 @@ class SentimentClassifier(pl.LightningModule):
 
     def __init__(self, base: BaseModelSpec = BaseModelSpec(), lora: LoraSettings | None = LoraSettings(),
                  optimizer: OptimizerCallable = torch.optim.AdamW, lr_schedule: str = "linear",
-                 warmup_ratio: float = 0.0, decay_ratio: float = 0.0, share_prefix: bool = True,
-                 class_weights: list[float] | Literal["balanced"] | None = None, token_dropout: float = 0.0,
-                 trim_last_layer: bool = True, cooccurrence_init: CooccurrenceInit | None = None,
-                 embedding_lr_scale: float = 1.0) -> None:
+                 warmup_ratio: float = 0.0, share_prefix: bool = True,
+                 class_weights: list[float] | Literal["balanced"] | None = None,
+                 trim_last_layer: bool = True) -> None:
         super().__init__()
-        check_schedule(lr_schedule, warmup_ratio, decay_ratio)
-        if embedding_lr_scale < 0:
-            raise ValueError(f"model.embedding_lr_scale={embedding_lr_scale} must be at least 0")
-        if cooccurrence_init is not None and lora is not None:
-            raise ValueError("model.cooccurrence_init rewrites the input embeddings, which train only in full "
-                             "training: set model.lora: null (or drop model.cooccurrence_init)")
-        if not 0 <= token_dropout < 1:
-            raise ValueError(f"model.token_dropout={token_dropout} must be in [0, 1)")
+        check_schedule(warmup_ratio)
         if share_prefix:
             check_attention(base.attn_implementation)
         self.save_hyperparameters(ignore=["optimizer"])
         self.base, self.lora = base, lora
         self.optimizer_factory, self.lr_schedule = optimizer, lr_schedule
-        self.warmup_ratio, self.decay_ratio = warmup_ratio, decay_ratio
+        self.warmup_ratio = warmup_ratio
         self.class_weights, self.loss_weights = class_weights, None
-        self.token_dropout, self.tweet_margins, self.unk_id = token_dropout, (0, 0), 0
         self.model = None
         self.class_names: tuple[str, ...] = ()
         self.answers: tuple[tuple[int, ...], ...] = ()
@@ -93,9 +73,10 @@ class SentimentClassifier(pl.LightningModule):
         self.share_prefix, self.prefix_ids = share_prefix, None
         # Whether the built model's last layer runs at read positions only (set where it is built).
         self.trim_last_layer, self.last_layer_trimmed = trim_last_layer, False
-        self.cooccurrence_init, self.embedding_lr_scale = cooccurrence_init, embedding_lr_scale
         # Checkpoints hold the trainable weights only; the frozen base is rebuilt by configure_model.
         self.strict_loading = False
+        # The last computed metrics of each stage, as plain numbers (metrics_record) with the step.
+        self.recorded: dict[str, dict[str, Any]] = {}
 
     # -- set-up ---------------------------------------------------------------------------------------------
 
@@ -106,10 +87,6 @@ class SentimentClassifier(pl.LightningModule):
         self.class_names, self.answers = dm.prompt.class_names, dm.encoder.answers
         self.first_tokens_distinct, self.pad_id = dm.encoder.first_tokens_distinct, dm.tokenizer.pad_token_id
         self.prefix_ids = dm.encoder.prefix_ids if self.share_prefix else None
-        self.tweet_margins, self.unk_id = dm.encoder.tweet_margins, dm.tokenizer.unk_token_id
-        if self.token_dropout and self.unk_id is None:
-            raise ValueError(f"model.token_dropout={self.token_dropout} needs an unknown token to put in place of the "
-                             f"dropped ones; the tokenizer {dm.tokenizer_name!r} has no unk_token")
         if self.share_prefix and not self.prefix_ids:
             log.info("model.share_prefix: the prompt has no system turn to share; rows are still packed unpadded")
         if self.class_weights is not None and stage == "fit":
@@ -130,22 +107,11 @@ class SentimentClassifier(pl.LightningModule):
             use_shared_prefix_attention(self.model)
         if self.trim_last_layer:
             self.last_layer_trimmed = read_positions_last_layer(backbone_and_head(self.model)[0])
-        if self.cooccurrence_init is not None and self._trainer is not None and self.trainer.state.fn == "fit":
-            self.initialize_embeddings()
         # from_pretrained leaves the base in eval mode and Lightning keeps each module's mode as found: without
         # this, gradient checkpointing (active only in training mode) would silently stay off.
         self.model.train()
         trainable, total = count_parameters(self.model)
         log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
-
-    def initialize_embeddings(self) -> None:
-        """Set the embeddings of the tokens in the training tweets from their co-occurrences. Before the
-        strategy wraps the model and before a checkpoint is restored, so ranks start alike and a resume wins."""
-        examples = self.trainer.datamodule.datasets["train"].examples
-        tweets = [e.input_ids[tweet_span(e, self.tweet_margins)] for e in examples]
-        rows = initialize_embeddings(self.model.get_input_embeddings(), tweets, self.cooccurrence_init)
-        log.info("cooccurrence_init: embeddings of the %d token ids in %d training tweets set from their PPMI SVD",
-                 rows, len(tweets))
 
     def build_model(self):
         """The base model with what trains on it: LoRA adapters, or every weight with `lora: null`."""
@@ -186,10 +152,8 @@ class SentimentClassifier(pl.LightningModule):
     # -- steps ---------------------------------------------------------------------------------------------
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
-        ids = batch["input_ids"]
-        if self.token_dropout:
-            ids = drop_tweet_tokens(ids, batch["prompt_lengths"], self.tweet_margins, self.token_dropout, self.unk_id)
-        hidden = self.hidden_states(ids, batch["attention_mask"], supervised_positions(batch["labels"])[:2])
+        hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"],
+                                    supervised_positions(batch["labels"])[:2])
         if self.loss_weights is None:
             loss = completion_loss(hidden, batch["labels"], self.head)
         else:
@@ -229,13 +193,14 @@ class SentimentClassifier(pl.LightningModule):
         self._log_metrics("val")
 
     def on_test_epoch_end(self) -> None:
-        values = self._log_metrics("test")
-        if self.trainer.is_global_zero:
-            print(format_report(values, self.class_names), flush=True)
+        self._log_metrics("test")
 
     def _log_metrics(self, stage: str) -> dict[str, Any]:
         values = self.metrics[stage].compute()  # synced across ranks by torchmetrics
         self.metrics[stage].reset()
+        if not self.trainer.sanity_checking:
+            # For the result table and the checkpoint (the model card's figures).
+            self.recorded[stage] = {"step": self.global_step, **metrics_record(values, self.class_names)}
         scalars = scalar_metrics(values, self.class_names)
         # Already reduced over ranks: logging them with sync_dist would average identical numbers.
         self.log_dict({f"{stage}/{k}": v for k, v in scalars.items()}, rank_zero_only=True)
@@ -251,16 +216,9 @@ class SentimentClassifier(pl.LightningModule):
     # -- optimization ----------------------------------------------------------------------------------------
 
     def configure_optimizers(self) -> dict[str, Any]:
-        params = [p for p in self.parameters() if p.requires_grad]
-        embedding = self.model.get_input_embeddings().weight
-        if self.embedding_lr_scale == 1 or not embedding.requires_grad:
-            optimizer = self.optimizer_factory(params)
-        else:
-            optimizer = self.optimizer_factory([{"params": [p for p in params if p is not embedding]},
-                                                {"params": [embedding]}])
-            optimizer.param_groups[1]["lr"] *= self.embedding_lr_scale  # before the schedule records it
+        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
         total = int(self.trainer.estimated_stepping_batches)
-        scheduler = build_schedule(optimizer, self.lr_schedule, total, self.warmup_ratio, self.decay_ratio)
+        scheduler = build_schedule(optimizer, self.lr_schedule, total, self.warmup_ratio)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- checkpoints: adapter-sized --------------------------------------------------------------------------
@@ -268,6 +226,9 @@ class SentimentClassifier(pl.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         trainable = {n for n, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        validation = self.recorded.get("val")
+        if validation is not None and validation["step"] == self.global_step:  # these weights' own figures
+            checkpoint[VALIDATION_KEY] = validation
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
         if "state_dict" not in checkpoint:
@@ -275,18 +236,5 @@ class SentimentClassifier(pl.LightningModule):
         trainable = {n for n, p in self.named_parameters() if p.requires_grad}
         missing = sorted(trainable - set(checkpoint["state_dict"]))
         if missing:
-            raise KeyError(f"checkpoint lacks {len(missing)} trainable weights, e.g. {missing[:3]}; it was saved "
+            raise InputError(f"checkpoint lacks {len(missing)} trainable weights, e.g. {missing[:3]}; it was saved "
                            "with other model.lora or model.base settings")
-
-
-def format_report(values: dict[str, torch.Tensor], class_names: tuple[str, ...]) -> str:
-    """The test table: this model's metrics beside the trivial baselines on the same split."""
-    counts = values["confusion"].sum(1)
-    rows = [("this model", float(values["macro_f1"]), float(values["macro_recall"]), float(values["accuracy"]))]
-    rows += [(name, m["macro_f1"], m["macro_recall"], float("nan"))
-             for name, m in trivial_baselines(counts, class_names).items()]
-    lines = [f"{'':28s} {'macro-F1':>9s} {'macro-recall':>13s} {'accuracy':>9s}"]
-    lines += [f"{name:28s} {f1:9.4f} {rec:13.4f} {acc:9.4f}" for name, f1, rec, acc in rows]
-    per_class = ", ".join(f"{n} {float(v):.4f}" for n, v in zip(class_names, values["class_f1"]))
-    lines.append(f"per-class F1: {per_class}; {int(counts.sum())} tweets")
-    return "\n".join(lines)

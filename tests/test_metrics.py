@@ -1,11 +1,13 @@
 """Metrics equal sklearn's on the same predictions; the trivial baselines match simulation."""
 
+import json
+
 import numpy as np
 import pytest
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
-from sentiment_pl.metrics import make_metrics, scalar_metrics, trivial_baselines
+from sentiment_pl.metrics import make_metrics, metrics_record, scalar_metrics, trivial_baselines
 from sentiment_pl.prompts import CLASS_NAMES
 
 
@@ -32,6 +34,24 @@ def test_trivial_baselines_match_sklearn_and_simulation():
     always = baselines["always neutral"]
     assert always["macro_f1"] == pytest.approx(f1_score(truth, np.ones_like(truth), average="macro"), abs=1e-9)
     assert always["macro_recall"] == pytest.approx(recall_score(truth, np.ones_like(truth), average="macro"))
+    assert always["accuracy"] == pytest.approx(accuracy_score(truth, np.ones_like(truth)))
+    assert always["class_f1"] == pytest.approx(f1_score(truth, np.ones_like(truth), average=None).tolist())
     rng = np.random.default_rng(0)
-    simulated = np.mean([f1_score(truth, rng.integers(0, 3, len(truth)), average="macro") for _ in range(200)])
-    assert baselines["uniform random (expected)"]["macro_f1"] == pytest.approx(simulated, abs=0.005)
+    guesses = [rng.integers(0, 3, len(truth)) for _ in range(200)]
+    random = baselines["uniform random (expected)"]
+    assert random["macro_f1"] == pytest.approx(np.mean([f1_score(truth, g, average="macro") for g in guesses]),
+                                               abs=0.005)
+    assert random["accuracy"] == pytest.approx(np.mean([accuracy_score(truth, g) for g in guesses]), abs=0.005)
+    simulated_class_f1 = np.mean([f1_score(truth, g, average=None) for g in guesses], axis=0)
+    assert random["class_f1"] == pytest.approx(simulated_class_f1.tolist(), abs=0.01)
+
+
+def test_metrics_record_is_plain_numbers_matching_the_computed_values():
+    metrics = make_metrics(3)
+    metrics.update(torch.tensor([0, 1, 1, 2, 2, 0]), torch.tensor([0, 1, 2, 2, 1, 1]))
+    values = metrics.compute()
+    record = metrics_record(values, CLASS_NAMES)
+    assert record["confusion"] == values["confusion"].tolist() and record["tweets"] == 6
+    assert record["macro_f1"] == pytest.approx(float(values["macro_f1"]))
+    assert record["class_f1"] == pytest.approx(values["class_f1"].tolist())
+    assert json.loads(json.dumps(record)) == record
