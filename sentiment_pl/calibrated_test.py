@@ -10,6 +10,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.callbacks import Callback
 
+from sentiment_pl.errors import InputError
 from sentiment_pl.calibration import fit_class_bias, macro_f1_of_predictions
 from sentiment_pl.metrics import make_metrics, scalar_metrics
 
@@ -102,5 +103,5 @@ def validation_scores(trainer: pl.Trainer, pl_module: pl.LightningModule) -> tup
         parts = [p for rank_parts in gathered for p in rank_parts]
     scores, targets = torch.cat([s for s, _ in parts]), torch.cat([t for _, t in parts])
     if (targets < 0).any():
-        raise ValueError("calibration needs a labeled validation split")
+        raise InputError("calibration needs a labeled validation split")
     return scores, targets

@@ -13,7 +13,7 @@ import lightning.pytorch as pl
 import torch
 from lightning.fabric.plugins import TorchCheckpointIO
 from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
-from lightning.pytorch.callbacks import Callback, OnExceptionCheckpoint
+from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
 from sentiment_pl.files import atomic_directory
@@ -50,8 +50,9 @@ class ExactResume(Callback):
     """Saves the random state (torch, CUDA, numpy, Python) with every checkpoint and restores it on resume, right
     before the first training batch, so dropout draws the same masks as in an uninterrupted run.
 
-    The data order needs no state: the training sampler is seeded by epoch and skips the batches the checkpoint
-    had already consumed. Data loaders draw their worker seeds from their own generator, not the global one, so
+    Resuming happens only when asked (`--ckpt_path`) and is announced in one line; a new run beside an earlier
+    run's checkpoints says so. The data order needs no state: the training sampler is seeded by epoch and skips
+    the batches the checkpoint had already consumed. Data loaders draw their worker seeds from their own generator, not the global one, so
     the moment a loader is created does not shift the random stream.
     """
 
@@ -66,6 +67,9 @@ class ExactResume(Callback):
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._pending = state_dict.get("rng")
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        announce_resume(trainer, trainer.ckpt_path)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any,
                              batch_idx: int) -> None:
@@ -86,12 +90,13 @@ def batches_done_in_epoch(trainer: pl.Trainer | None) -> tuple[int, int]:
     return trainer.current_epoch, loop.batch_progress.current.processed
 
 
-class SaveOnInterrupt(OnExceptionCheckpoint):
+class SaveOnInterrupt(Callback):
     """On SIGINT (Ctrl-C), SIGTERM (as schedulers send before a kill) or an error, saves the state of the last
     completed batch to `<checkpoints dir>/interrupted.ckpt`; resume with `--ckpt_path` on it.
 
     Lightning turns SIGTERM into an exception at the next batch boundary and Ctrl-C into KeyboardInterrupt; both
-    reach `on_exception`. A run that finishes removes the file.
+    reach `on_exception`. A run that finishes removes the file. Not Lightning's `OnExceptionCheckpoint`: with one
+    of those, a `fit` without `--ckpt_path` resumes silently from whatever last checkpoint it finds.
 
     Args:
         dirpath: Where to write it; defaults to the directory of the `last_checkpoint` callback.
@@ -99,7 +104,11 @@ class SaveOnInterrupt(OnExceptionCheckpoint):
     """
 
     def __init__(self, dirpath: str | None = None, filename: str = "interrupted") -> None:
-        super().__init__(dirpath=dirpath or "", filename=filename)
+        self.dirpath, self.filename = dirpath or "", filename
+
+    @property
+    def ckpt_path(self) -> str:
+        return os.path.join(self.dirpath, self.filename + ".ckpt")
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not self.dirpath:
@@ -112,12 +121,29 @@ class SaveOnInterrupt(OnExceptionCheckpoint):
             return  # nothing to resume outside of the fit loop
         if trainer.world_size > 1 and not isinstance(exception, (KeyboardInterrupt, SIGTERMException)):
             return  # an error on one rank: the others would wait forever in the collective save
-        log.warning("%s: saving %s", type(exception).__name__, self.ckpt_path)
-        super().on_exception(trainer, pl_module, exception)
+        log.warning("%s: saving %s; resume with --ckpt_path %s", type(exception).__name__, self.ckpt_path,
+                    self.ckpt_path)
+        trainer.save_checkpoint(self.ckpt_path)
 
     def teardown(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit" and self.dirpath and os.path.exists(self.ckpt_path):
-            super().teardown(trainer, pl_module, stage)
+            trainer.strategy.remove_checkpoint(self.ckpt_path)
+
+
+def announce_resume(trainer: pl.Trainer, ckpt_path: str | None) -> None:
+    """One line before `fit` starts: from which checkpoint it resumes, or that it starts afresh beside the
+    checkpoints an earlier run left in the same directory (which are never picked up unasked)."""
+    if not trainer.is_global_zero:
+        return
+    if ckpt_path:
+        log.info("resuming from %s", ckpt_path)
+        return
+    dirs = {cb.dirpath for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)}
+    earlier = sorted(str(p) for d in dirs if os.path.isdir(d) for p in Path(d).glob("*.ckpt"))
+    if earlier:
+        log.warning("starting a new run; %s already holds %d checkpoint(s) of an earlier run, which this one "
+                    "may overwrite (resume instead with --ckpt_path %s)", os.path.dirname(earlier[0]),
+                    len(earlier), earlier[-1])
 
 
 class AdapterExport(Callback):

@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from sentiment_pl.errors import InputError
 from sentiment_pl.objective import Head, supervised_positions
 
 
@@ -31,14 +32,14 @@ def resolve_class_weights(setting: Sequence[float] | str, train_sentiments: Sequ
     """The weight of each class: given explicitly, or `balanced` = n / (classes * count of the class) on train."""
     if isinstance(setting, str):
         if setting != "balanced":
-            raise ValueError(f"class_weights={setting!r}: use a list of {num_classes} numbers or 'balanced'")
+            raise InputError(f"model.class_weights={setting!r}: use a list of {num_classes} numbers or 'balanced'")
         if not train_sentiments:
-            raise ValueError("class_weights='balanced' needs the labeled train split")
+            raise InputError("model.class_weights='balanced' needs the labeled train split")
         counts = torch.bincount(torch.tensor(list(train_sentiments)), minlength=num_classes).double()
         if (counts == 0).any():
-            raise ValueError(f"class_weights='balanced': a class has no training example (counts {counts.tolist()})")
+            raise InputError(f"model.class_weights='balanced': a class has no training example (counts {counts.tolist()})")
         return (counts.sum() / (num_classes * counts)).float()
     weights = torch.tensor(list(setting), dtype=torch.float)
     if len(weights) != num_classes or (weights <= 0).any():
-        raise ValueError(f"class_weights={list(setting)} needs {num_classes} positive numbers, one per class")
+        raise InputError(f"model.class_weights={list(setting)} needs {num_classes} positive numbers, one per class")
     return weights

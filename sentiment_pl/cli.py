@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import logging
 import os
+from typing import Any
 
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, ModelCheckpoint
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from sentiment_pl.calibrated_test import CalibratedTest
@@ -16,6 +17,8 @@ from sentiment_pl.compatibility import check_combination
 from sentiment_pl.data import TweetSentimentData
 from sentiment_pl.example_predictions import ExamplePredictions
 from sentiment_pl.module import SentimentClassifier
+from sentiment_pl.progress import Progress
+from sentiment_pl.report import ResultTable
 
 TRAINER_DEFAULTS = {
     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
@@ -48,10 +51,21 @@ class SentimentCLI(LightningCLI):
         parser.add_lightning_class_args(ExactResume, "exact_resume")
         parser.add_lightning_class_args(SaveOnInterrupt, "save_on_interrupt")
         parser.add_lightning_class_args(AdapterExport, "adapter")
+        parser.add_lightning_class_args(ResultTable, "results")
+        parser.add_lightning_class_args(Progress, "progress_bar")
 
     def before_instantiate_classes(self) -> None:
         # Refuse known-bad combinations (DeepSpeed with 4-bit, ...) before anything is built or loaded.
         check_combination(self.config.get(self.subcommand) if self.subcommand else self.config)
+
+    def _instantiate_trainer(self, config: dict[str, Any], callbacks: list[Callback]):
+        # The forced callbacks adapt to the trainer they join: no learning-rate monitor without a logger (Lightning
+        # refuses one), no progress bar where the config turned it off (Lightning refuses that too).
+        if config.get("logger") is False:
+            callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
+        if config.get("enable_progress_bar") is False:
+            callbacks = [c for c in callbacks if not isinstance(c, Progress)]
+        return super()._instantiate_trainer(config, callbacks)
 
 
 def main(args: list[str] | None = None, run: bool = True) -> SentimentCLI:

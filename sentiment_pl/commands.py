@@ -23,10 +23,4 @@ def run(args: list[str]) -> None:
 
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("sentiment_pl").setLevel(logging.INFO)
-    from sentiment_pl.encoding import EncodingError
-    from sentiment_pl.sources import DataError
-
-    try:
-        auto_cli(_commands(), args=args, as_positional=False)
-    except (DataError, EncodingError) as err:  # bad input: the message names file and line; no traceback
-        raise SystemExit(f"error: {err}") from err
+    auto_cli(_commands(), args=args, as_positional=False)  # bad input: `__main__` prints it in one line

@@ -13,6 +13,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from sentiment_pl.errors import InputError
+
 
 def atomic_write_text(path: str | Path, text: str) -> Path:
     """Write to a temporary file beside `path`, then rename over it (atomic on POSIX)."""
@@ -41,7 +43,7 @@ def write_rows(path: str | Path, rows: Sequence[dict[str, Any]]) -> Path:
         return atomic_write_text(path, buffer.getvalue())
     if suffix in {".jsonl", ".json"}:
         return atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
-    raise ValueError(f"{path}: unsupported output type {suffix!r}; use .csv or .jsonl")
+    raise InputError(f"{path}: unsupported output type {suffix!r}; use .csv or .jsonl")
 
 
 @contextmanager

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import torch
 
+from sentiment_pl.errors import InputError
 from sentiment_pl.last_layer import place
 from sentiment_pl.prompts import PromptSpec
 
@@ -83,7 +84,7 @@ def use_shared_prefix_attention(model) -> None:
 def check_attention(attn_implementation: str) -> None:
     """Refuse an attention kernel the shared prefix cannot wrap, naming the keys to change."""
     if attn_implementation not in BASE_ATTENTION:
-        raise ValueError(f"model.share_prefix: true needs model.base.attn_implementation in "
+        raise InputError(f"model.share_prefix: true needs model.base.attn_implementation in "
                          f"{list(BASE_ATTENTION)}, not {attn_implementation!r}; set model.share_prefix: false to "
                          f"use {attn_implementation!r}")
 

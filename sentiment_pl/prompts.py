@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sentiment_pl.errors import InputError
+
 CLASS_NAMES: tuple[str, ...] = ("negative", "neutral", "positive")
 
 SYSTEM_PROMPT = (
@@ -28,9 +30,9 @@ class PromptSpec:
         names = tuple(self.class_names)
         object.__setattr__(self, "class_names", names)
         if len(names) < 2:
-            raise ValueError(f"class_names needs at least two classes, got {list(names)}")
+            raise InputError(f"data.prompt.class_names needs at least two classes, got {list(names)}")
         if len(set(names)) != len(names) or any(not n.strip() for n in names):
-            raise ValueError(f"class_names must be distinct and non-empty, got {list(names)}")
+            raise InputError(f"data.prompt.class_names must be distinct and non-empty, got {list(names)}")
 
     def messages(self, tweet: str, sentiment: int | None = None) -> list[dict[str, str]]:
         """The chat for one tweet; with `sentiment`, the class name is the assistant's answer."""

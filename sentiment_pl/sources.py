@@ -6,18 +6,14 @@ silently.
 
 from __future__ import annotations
 
-import csv
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from sentiment_pl.reading import DataError, read_lines, read_table
+
 Split = Literal["train", "validation", "test"]
-
-
-class DataError(ValueError):
-    """A data file is malformed; the message names the file and, where it applies, the line."""
 
 
 @dataclass(frozen=True)
@@ -63,6 +59,10 @@ class HubTweetEval(TweetSource):
         ds = datasets.load_dataset(self.path, self.name, split=split, revision=self.revision)
         origin = f"{self.path}/{self.name}[{split}]"
         texts, labels = list(ds["text"]), [int(x) for x in ds["label"]]
+        names = getattr(ds.features.get("label"), "names", None)
+        if names:  # the dataset's own class names, honoured by name as a folder's mapping.txt is
+            order = [parse_label(name, class_names, f"{origin} label names") for name in names]
+            labels = [order[x] if 0 <= x < len(order) else x for x in labels]
         for row, (text, label) in enumerate(zip(texts, labels)):
             _check_row(origin, f"row {row}", text, label, len(class_names))
         return TweetSplit(texts, labels, origin)
@@ -82,25 +82,47 @@ class TweetEvalFolder(TweetSource):
 
     def load(self, split: Split, class_names: tuple[str, ...]) -> TweetSplit:
         folder = Path(self.path)
-        self._check_mapping(folder / "mapping.txt", class_names)
+        order = read_mapping(folder / "mapping.txt", class_names)
         prefix = self.FILE_PREFIX[split]
         text_file, label_file = folder / f"{prefix}_text.txt", folder / f"{prefix}_labels.txt"
         texts, labels = read_lines(text_file), read_lines(label_file)
         if len(texts) != len(labels):
             raise DataError(f"{text_file} has {len(texts)} lines but {label_file} has {len(labels)}")
         ids = [parse_label(raw, class_names, f"{label_file}:{i}") for i, raw in enumerate(labels, 1)]
+        if order is not None:  # the folder numbers the classes its own way: its ids -> ours, by name
+            ids = [order[i] for i in ids]
         for i, (text, label) in enumerate(zip(texts, ids), 1):
             _check_row(str(text_file), f"line {i}", text, label, len(class_names))
         return TweetSplit(texts, ids, str(text_file))
 
-    @staticmethod
-    def _check_mapping(path: Path, class_names: tuple[str, ...]) -> None:
-        if not path.exists():
-            return  # mapping.txt is documentation in TweetEval; the label files carry the ids
-        rows = [line.split("\t") for line in read_lines(path) if line.strip()]
-        if len(rows) != len(class_names):
-            raise DataError(f"{path} maps {len(rows)} classes but class_names has {len(class_names)}: "
+
+def read_mapping(path: Path, class_names: tuple[str, ...]) -> list[int] | None:
+    """A TweetEval `mapping.txt` (`<id><tab><class name>` per line), honoured: for each of the folder's ids, the
+    index of its class in `class_names`, matched by name; None when there is no file or it numbers the classes
+    as `class_names` does. A mapping that names other classes is refused, never ignored: labels read against the
+    wrong class order would train a confident classifier that is wrong on every example of two classes."""
+    if not path.exists():
+        return None
+    lowered = [n.lower() for n in class_names]
+    order: dict[int, int] = {}
+    for number, line in enumerate(read_lines(path), 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t") if "\t" in line else line.split(maxsplit=1)
+        if len(fields) != 2 or not fields[0].strip().isdigit():
+            raise DataError(f"{path}:{number}: expected '<id><tab><class name>', got {line!r}")
+        folder_id, name = int(fields[0]), fields[1].strip()
+        if name.lower() not in lowered:
+            raise DataError(f"{path}:{number}: class {name!r} is not one of data.prompt.class_names "
                             f"{list(class_names)}")
+        if folder_id in order or lowered.index(name.lower()) in order.values():
+            raise DataError(f"{path}:{number}: id {folder_id} or class {name!r} is mapped twice")
+        order[folder_id] = lowered.index(name.lower())
+    if sorted(order) != list(range(len(class_names))):
+        raise DataError(f"{path} maps ids {sorted(order)}; data.prompt.class_names has {len(class_names)} classes: "
+                        f"{list(class_names)}")
+    mapping = [order[i] for i in range(len(class_names))]
+    return None if mapping == list(range(len(class_names))) else mapping
 
 
 class LocalFiles(TweetSource):
@@ -135,59 +157,12 @@ class LocalFiles(TweetSource):
         return TweetSplit(texts, labels, file)
 
 
-def read_lines(path: Path) -> list[str]:
-    """Lines of a UTF-8 file (LF or CRLF); an undecodable line is an error naming its number."""
-    try:
-        raw = path.read_bytes()
-    except OSError as err:
-        raise DataError(f"cannot read {path}: {err.strerror}") from err
-    return decode_lines(raw, str(path))
-
-
-def decode_lines(raw: bytes, origin: str) -> list[str]:
-    """Split UTF-8 bytes into lines (LF or CRLF); an undecodable line is an error naming `origin:line`."""
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()  # the newline that ends the last line
-    out = []
-    for number, line in enumerate(lines, 1):
-        try:
-            out.append(line.decode("utf-8").removesuffix("\r"))
-        except UnicodeDecodeError as err:
-            raise DataError(f"{origin}:{number}: not valid UTF-8 ({err.reason} at byte {err.start})") from err
-    return out
-
-
-def read_table(path: Path, lines: list[str] | None = None, suffix: str | None = None):
-    """Yield (`file:line`, record) from a CSV (with header) or JSON-lines file; `lines` and `suffix` stand in
-    for the file's content and type when it is not on disk (standard input)."""
-    suffix = (suffix or path.suffix).lower()
-    if suffix not in {".csv", ".jsonl", ".json"}:
-        raise DataError(f"{path}: unsupported file type {suffix!r}; use .csv or .jsonl")
-    lines = read_lines(path) if lines is None else lines
-    if suffix == ".csv":
-        # Line ends given back: a quoted field may span lines, and csv joins them only with their newline.
-        reader = csv.DictReader(f"{line}\n" for line in lines)
-        for record in reader:
-            yield f"{path}:{reader.line_num}", record
-        return
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}:{number}: invalid JSON ({err.msg})") from err
-        if not isinstance(record, dict):
-            raise DataError(f"{path}:{number}: expected a JSON object, got {type(record).__name__}")
-        yield f"{path}:{number}", record
-
-
 def parse_label(raw: object, class_names: tuple[str, ...], where: str) -> int:
     """A class id from an id (int or digit string) or a class name."""
     text = str(raw).strip()
-    if text in class_names:
-        return class_names.index(text)
+    lowered = [n.lower() for n in class_names]
+    if text.lower() in lowered:  # spreadsheets capitalize: "Positive" is positive
+        return lowered.index(text.lower())
     if text.lstrip("-").isdigit() and 0 <= int(text) < len(class_names):
         return int(text)
     raise DataError(f"{where}: unknown label {text!r}; expected 0..{len(class_names) - 1} or one of "

@@ -13,6 +13,7 @@ from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.strategies import DeepSpeedStrategy
 from lightning.fabric.utilities.seed import reset_seed
 
+from sentiment_pl.errors import InputError
 from sentiment_pl.files import swap_directory
 
 
@@ -40,7 +41,7 @@ class ZeroOffload(DeepSpeedStrategy):
     def __init__(self, stage: int = 2, offload_optimizer: bool = True, exclude_frozen_parameters: bool = True,
                  pin_memory: bool = False, logging_batch_size_per_gpu: int = 1, **kwargs: Any) -> None:
         if stage not in (1, 2, 3):
-            raise ValueError(f"ZeroOffload: stage={stage}; ZeRO stages are 1, 2 or 3")
+            raise InputError(f"ZeroOffload: stage={stage}; ZeRO stages are 1, 2 or 3")
         super().__init__(stage=stage, offload_optimizer=offload_optimizer, pin_memory=pin_memory,
                          exclude_frozen_parameters=exclude_frozen_parameters,
                          logging_batch_size_per_gpu=logging_batch_size_per_gpu, **kwargs)

@@ -10,7 +10,8 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from sentiment_pl.sources import DataError, Split, TweetSource, TweetSplit, decode_lines, read_table
+from sentiment_pl.reading import DataError, decode_lines, read_table
+from sentiment_pl.sources import Split, TweetSource, TweetSplit
 
 InputFormat = Literal["auto", "text", "csv", "jsonl"]
 STDIN = "-"
