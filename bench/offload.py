@@ -5,7 +5,7 @@ Each run is a fresh `python -m sentiment_pl fit` process; the two variants alter
 suffer the same contention, and the table shows medians. On a CPU both variants keep everything in host memory, so
 the memory column shows the offload's bookkeeping, not a GPU saving. Prints a table and writes JSON.
 
-    python bench/offload.py                               # the tiny Llama of configs/cpu.yaml, 10 steps x 2
+    python bench/offload.py                               # a tiny random-init Llama (d=256, 4 layers), 10 steps x 2
     python bench/offload.py --arch 1.1b --steps 3 --batch-size 4 --repeats 1   # TinyLlama-1.1B's architecture
 """
 

@@ -1,6 +1,6 @@
 """Shared system-turn prefix vs the unshared computation: training steps and class scoring, alternated.
 
-One process, one model (the `configs/cpu.yaml` architecture: a 256-wide, 4-layer Llama with TinyLlama's
+One process, one model (a 256-wide, 4-layer random-init Llama with TinyLlama's
 vocabulary, NF4 4-bit + LoRA r=8 on k_proj/v_proj), the real tokenizer and real TweetEval train tweets in
 length-grouped batches, as training sees them. Each round times one training step (forward, loss, backward,
 AdamW step) with the prefix shared and one without, in alternating order, then the same for class scoring of an

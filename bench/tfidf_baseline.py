@@ -1,4 +1,4 @@
-"""The bag-of-words reference for the quality run: TF-IDF + logistic regression on the same TweetEval splits.
+"""The bag-of-words reference: TF-IDF + logistic regression on the same TweetEval splits.
 
 Word 1-2-grams (seen at least twice in train), sublinear term frequency, scikit-learn's logistic regression
 (C=1), with and without balanced class weights; fitted on train, scored on validation and test with the macro-F1,

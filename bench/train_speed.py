@@ -1,6 +1,6 @@
 """Training speed: sentiment_pl against the seed's stack (TRL SFTTrainer, completion-only loss), side by side.
 
-Both train the same random-init model (the tiny Llama of configs/cpu.yaml, or with `--arch full` TinyLlama-1.1B's
+Both train the same random-init model (a tiny 256-wide, 4-layer Llama, or with `--arch full` TinyLlama-1.1B's
 own architecture) in 4-bit NF4 with LoRA r=8/alpha=16 on k_proj+v_proj, batch 12, on the same real tweets with
 the same chat template, system prompt and supervised tokens, with the same gradient-checkpointing setting. Each run
 is a fresh process; the variants alternate over the repeats (both suffer the same contention) and the table shows

@@ -65,6 +65,8 @@ def save_adapter(module: SentimentClassifier, tokenizer, prompt: PromptSpec, max
         (tmp / INFO_FILE).write_text(info.to_json(), encoding="utf-8")
         if card is not None:  # in place of peft's empty template
             (tmp / CARD_FILE).write_text(card, encoding="utf-8")
+        else:
+            (tmp / CARD_FILE).unlink(missing_ok=True)  # peft's "[More Information Needed]" says nothing
     return Path(directory)
 
 

@@ -61,7 +61,6 @@ class StepBudget(Callback):
                 f"{trainer.world_size} device(s)); {steps} optimizer steps per epoch")
         if trainer.is_global_zero:
             log.info(text)
-            print(text, flush=True)
             experiment = getattr(trainer.logger, "experiment", None)
             if hasattr(experiment, "add_text"):
                 experiment.add_text("run/step_budget", text)
@@ -78,10 +77,12 @@ class PredictionWriter(Callback):
     Args:
         output: File to write (`.csv` or `.jsonl`); defaults to `predictions.csv` in the run's log directory.
             The TweetEval file goes beside it as `<name>.tweeteval.txt`.
+        blank_positions: Input rows that were blank and not classified (`classify --blank_rows mark`): each gets
+            an output row in its place with an empty class and no probabilities, so rows still line up.
     """
 
-    def __init__(self, output: str | None = None) -> None:
-        self.output = output
+    def __init__(self, output: str | None = None, blank_positions: list[int] | None = None) -> None:
+        self.output, self.blank_positions = output, list(blank_positions or [])
         self.rows: list[dict[str, Any]] = []
 
     def on_predict_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -117,8 +118,24 @@ class PredictionWriter(Callback):
             if raw.sentiments is not None:
                 row["true_sentiment"] = names[raw.sentiments[r["index"]]]
             out_rows.append(row)
+        out_rows = with_blank_rows(out_rows, self.blank_positions, names)
         path = self.output or f"{trainer.log_dir or '.'}/predictions.csv"
         written = write_rows(path, out_rows)
-        ids = "".join(f"{names.index(r['sentiment'])}\n" for r in out_rows)
+        ids = "".join(f"{names.index(r['sentiment'])}\n" if r["sentiment"] else "\n" for r in out_rows)
         official = atomic_write_text(written.with_name(written.stem + ".tweeteval.txt"), ids)
-        print(f"wrote {len(out_rows)} predictions to {written} and {official}", flush=True)
+        blank = f" ({len(self.blank_positions)} blank rows marked)" if self.blank_positions else ""
+        print(f"wrote {len(out_rows)} predictions{blank} to {written} and {official}", flush=True)
+
+
+def with_blank_rows(rows: list[dict[str, Any]], blank: list[int], names: tuple[str, ...]) -> list[dict[str, Any]]:
+    """The classified rows with a marked row at each blank input position; indices become input positions."""
+    if not blank:
+        return rows
+    out, classified = [], iter(rows)
+    blank_set = set(blank)
+    for position in range(len(rows) + len(blank)):
+        if position in blank_set:
+            out.append({"index": position, "text": "", "sentiment": "", **{f"p_{n}": None for n in names}})
+        else:
+            out.append({**next(classified), "index": position})
+    return out

@@ -1,11 +1,13 @@
-"""What a LoRA run saves: checkpoints written atomically, the random state for an exact resume, a checkpoint when
-the run is interrupted, and the adapter in peft's own format."""
+"""What a LoRA run saves and reads back: checkpoints written atomically and loaded without unpickling code, the
+random state for an exact resume, a checkpoint when the run is interrupted, and the adapter directory."""
 
 from __future__ import annotations
 
 import logging
 import os
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +18,7 @@ from lightning.fabric.utilities.seed import _collect_rng_states, _set_rng_states
 from lightning.pytorch.callbacks import Callback
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from sentiment_pl.files import atomic_directory
+from sentiment_pl.errors import InputError
 
 log = logging.getLogger(__name__)
 
@@ -147,8 +149,9 @@ def announce_resume(trainer: pl.Trainer, ckpt_path: str | None) -> None:
 
 
 class AdapterExport(Callback):
-    """At the end of `fit`, writes the adapter in peft's format (`adapter_config.json` and
-    `adapter_model.safetensors`), loadable with `PeftModel.from_pretrained(base_model, path)`.
+    """At the end of `fit`, writes the adapter directory that `classify` and `export` read (the peft adapter,
+    the tokenizer with its chat template, `sentiment_pl.json`), holding the best checkpoint's weights (by the
+    `checkpoint` callback's monitor), or the final weights when no best checkpoint was kept.
 
     Args:
         dirpath: Target directory; defaults to `<log_dir>/adapter`.
@@ -158,17 +161,44 @@ class AdapterExport(Callback):
         self.dirpath = dirpath
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        from sentiment_pl.adapter import save_adapter
+
         # `trainer.log_dir` is a collective (rank zero broadcasts it): every rank asks, before rank zero writes.
         target = Path(self.dirpath or os.path.join(trainer.log_dir or trainer.default_root_dir, "adapter"))
-        model = getattr(pl_module, "model", None)
-        if not trainer.is_global_zero or not hasattr(model, "peft_config"):
+        if not trainer.is_global_zero or not hasattr(getattr(pl_module, "model", None), "peft_config"):
             return  # full training has no adapter; its weights are in the checkpoint
-        export_adapter(model, target)
-        log.info("adapter saved to %s", target)
+        best = getattr(trainer.checkpoint_callback, "best_model_path", "")
+        dm = trainer.datamodule
+        if best and os.path.isfile(best):  # a DeepSpeed checkpoint is a directory: its weights are in memory
+            with weights_of(pl_module, load_checkpoint(best)["state_dict"]):
+                save_adapter(pl_module, dm.tokenizer, dm.prompt, dm.max_length, target)
+            log.info("adapter of the best checkpoint (%s) saved to %s", os.path.basename(best), target)
+        else:
+            save_adapter(pl_module, dm.tokenizer, dm.prompt, dm.max_length, target)
+            log.info("adapter (final weights, step %d) saved to %s", trainer.global_step, target)
 
 
-def export_adapter(model, target: Path) -> Path:
-    """`model.save_pretrained` into a temporary directory beside `target`, then swapped in whole."""
-    with atomic_directory(target) as partial:
-        model.save_pretrained(partial)
-    return target
+@contextmanager
+def weights_of(module: torch.nn.Module, state: dict[str, torch.Tensor]) -> Iterator[None]:
+    """The module with the weights of `state` (a subset of its state dict), its own given back afterwards."""
+    own = {k: v.detach().clone() for k, v in module.state_dict().items() if k in state}
+    module.load_state_dict(state, strict=False)
+    try:
+        yield
+    finally:
+        module.load_state_dict(own, strict=False)
+
+
+def load_checkpoint(path: str | Path) -> dict:
+    """A checkpoint's contents, loaded with `weights_only=True`: tensors and plain values only, so a checkpoint
+    someone sent can never run code here. One that needs unpickling anything else is refused."""
+    import pickle
+
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError as err:
+        raise InputError(f"{path}: no such checkpoint") from err
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(f"{path}: refused, the checkpoint holds objects that only unpickling arbitrary code "
+                         f"could load ({first})") from err

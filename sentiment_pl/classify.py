@@ -12,19 +12,20 @@ from sentiment_pl.adapter import AdapterClassifier, AdapterInfo
 from sentiment_pl.callbacks import PredictionWriter
 from sentiment_pl.data import TweetSentimentData
 from sentiment_pl.sources import DataError
-from sentiment_pl.tweet_files import InputFormat, TweetFile
+from sentiment_pl.tweet_files import BlankRows, InputFormat, TweetFile
 
 
 def classify(adapter: str, input: str = "-", output: str = "predictions.csv", base_name: str | None = None,
              format: InputFormat = "auto", text_column: str = "text", batch_size: int = 32,
              accelerator: Literal["auto", "cpu", "cuda", "mps"] = "auto",
-             precision: str | None = None, calibration: str | None = None) -> None:
+             precision: str | None = None, calibration: str | None = None, blank_rows: BlankRows = "error") -> None:
     """Classify every tweet of a file (or standard input) with a trained adapter; no labels, no training config.
 
     Writes one row per input row, in input order: index, text, sentiment and one probability per class (the
     class answers' probabilities, renormalized over the classes), as CSV or JSONL by the output's suffix; plus
     `<output>.tweeteval.txt` with one class id per line. Tweets longer than the training maximum are truncated
-    (counted in the log); an empty row or a line that is not UTF-8 stops the run with its line number.
+    (counted in the log); a line that is not UTF-8 stops the run with its line number, and so does an empty row
+    unless `--blank_rows mark` asks for a marked row in its place.
 
     Args:
         adapter: Adapter directory written by `export` (`OUTPUT/adapter`).
@@ -38,15 +39,19 @@ def classify(adapter: str, input: str = "-", output: str = "predictions.csv", ba
         precision: Lightning precision, e.g. `bf16-mixed` on a GPU; default full precision.
         calibration: A `calibration.json` written by `test --calibration.enabled true`: its per-class bias is
             added to the class log-scores before the probabilities and the class are taken.
+        blank_rows: `error` (default): a blank row stops the run, naming its line; `mark`: it gets an output row
+            with an empty class and no probabilities, so the output has one row per input row to join on.
     """
     bias = read_calibration(calibration, AdapterInfo.read(adapter).prompt.class_names) if calibration else None
     module = AdapterClassifier(adapter, base_name, bias)
-    data = TweetSentimentData(source=TweetFile(input, format, text_column), tokenizer=adapter,
+    source = TweetFile(input, format, text_column, blank_rows)
+    source.load("test", module.info.prompt.class_names)  # read first (once): the writer needs the blank rows
+    data = TweetSentimentData(source=source, tokenizer=adapter,
                               prompt=module.info.prompt, max_length=module.info.max_length,
                               batch_size=batch_size, predict_split="test")
     trainer = pl.Trainer(accelerator=accelerator, devices=1, precision=precision, logger=False,
                          enable_checkpointing=False, enable_model_summary=False,
-                         callbacks=[PredictionWriter(output)])
+                         callbacks=[PredictionWriter(output, source.blank_positions)])
     trainer.predict(module, datamodule=data, return_predictions=False)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -18,6 +17,7 @@ from sentiment_pl.data import TweetSentimentData
 from sentiment_pl.example_predictions import ExamplePredictions
 from sentiment_pl.module import SentimentClassifier
 from sentiment_pl.progress import Progress
+from sentiment_pl.quiet import configure_logging
 from sentiment_pl.report import ResultTable
 
 TRAINER_DEFAULTS = {
@@ -73,8 +73,7 @@ def main(args: list[str] | None = None, run: bool = True) -> SentimentCLI:
     if not torch.cuda.is_available():
         # DeepSpeed would detect its CPU accelerator itself, but announces that on stdout, into --print_config.
         os.environ.setdefault("DS_ACCELERATOR", "cpu")
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    logging.getLogger("sentiment_pl").setLevel(logging.INFO)
+    configure_logging()
     return SentimentCLI(SentimentClassifier, TweetSentimentData, args=args, run=run, seed_everything_default=0,
                         trainer_defaults=TRAINER_DEFAULTS,
                         # Re-runs in the same directory must not fail on the saved config (lightning#7679);

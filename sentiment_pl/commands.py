@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import logging
-
 
 def _commands() -> dict:
     from sentiment_pl.baselines import baselines
@@ -21,6 +19,7 @@ NAMES = ("classify", "export", "inspect", "baselines")
 def run(args: list[str]) -> None:
     from jsonargparse import auto_cli
 
-    logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
-    logging.getLogger("sentiment_pl").setLevel(logging.INFO)
+    from sentiment_pl.quiet import configure_logging
+
+    configure_logging()
     auto_cli(_commands(), args=args, as_positional=False)  # bad input: `__main__` prints it in one line

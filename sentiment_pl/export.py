@@ -3,14 +3,13 @@ with a model card (`README.md`) written from the run's own figures."""
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
-import torch
 import yaml
 
 from sentiment_pl.adapter import merge_adapter, save_adapter
 from sentiment_pl.card_facts import gather_facts
+from sentiment_pl.checkpointing import load_checkpoint
 from sentiment_pl.errors import InputError
 from sentiment_pl.model_card import model_card
 from sentiment_pl.run_config import instantiate_run
@@ -52,19 +51,6 @@ def export(train_config: str, ckpt_path: str, output: str, merge: bool = True, b
         merged = merge_adapter(adapter, Path(output) / "merged", base_name, card=model_card(facts, "merged"))
         print(f"merged model: {merged} ({_size(merged)})", flush=True)
     return Path(output)
-
-
-def load_checkpoint(path: str | Path) -> dict:
-    """A checkpoint's contents, loaded with `weights_only=True`: tensors and plain values only, so a checkpoint
-    someone sent can never run code here. One that needs unpickling anything else is refused."""
-    try:
-        return torch.load(path, map_location="cpu", weights_only=True)
-    except FileNotFoundError as err:
-        raise InputError(f"{path}: no such checkpoint") from err
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(f"{path}: refused, the checkpoint holds objects that only unpickling arbitrary code "
-                         f"could load ({first})") from err
 
 
 def _size(directory: Path) -> str:

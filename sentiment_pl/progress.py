@@ -9,14 +9,16 @@ from lightning.pytorch.callbacks import RichProgressBar
 
 class Progress(RichProgressBar):
     """Lightning's rich progress bar, with three fixes for step-budget runs: the training bar's total is the
-    batches the run will do in this epoch (up to `max_steps`, not the whole epoch), the title reads `Epoch 0`
-    instead of `Epoch 0/-2` when only `max_steps` bounds the run, and the logger's version (`v_num`) is not shown.
+    batches the run will do in this epoch (up to `max_steps`, with gradient accumulation and a resume's batches
+    counted), the title reads `Epoch 0` instead of `Epoch 0/-2` when only `max_steps` bounds the run, and the
+    logger's version (`v_num`) is not shown.
     """
 
     @property
     def total_train_batches(self) -> int | float:
-        total = super().total_train_batches
+        # Lightning's own bound counts optimizer steps as if they were batches, and forgets a resume's done batches.
         trainer = self.trainer
+        total = trainer.num_training_batches
         if trainer.max_steps is None or trainer.max_steps < 0 or total == float("inf"):
             return total
         done = trainer.fit_loop.epoch_loop.batch_progress.current.ready

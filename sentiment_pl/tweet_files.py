@@ -13,7 +13,8 @@ from typing import Literal
 from sentiment_pl.reading import DataError, decode_lines, read_table
 from sentiment_pl.sources import Split, TweetSource, TweetSplit
 
-InputFormat = Literal["auto", "text", "csv", "jsonl"]
+InputFormat = Literal["auto", "text", "csv", "tsv", "jsonl", "json"]
+BlankRows = Literal["error", "mark"]
 STDIN = "-"
 
 
@@ -22,21 +23,25 @@ class TweetFile(TweetSource):
 
     Args:
         path: The file, or `-` for standard input.
-        format: `text` (one tweet per line), `csv` (with a header), `jsonl`; `auto` picks by suffix (`.csv`,
-            `.jsonl`/`.json`, anything else is text; standard input is text).
+        format: `text` (one tweet per line), `csv`/`tsv` (with a header), `jsonl`, `json` (an array of objects);
+            `auto` picks by suffix (anything unknown is text; standard input is text).
         text_column: The CSV column or JSON key holding the tweet.
+        blank_rows: `error`: a blank row stops the run with its line number; `mark`: it is left out of the model
+            input and its positions are kept in `blank_positions`, so the output can mark them in place.
     """
 
-    def __init__(self, path: str, format: InputFormat = "auto", text_column: str = "text") -> None:
-        self.path, self.format, self.text_column = path, format, text_column
+    def __init__(self, path: str, format: InputFormat = "auto", text_column: str = "text",
+                 blank_rows: BlankRows = "error") -> None:
+        self.path, self.format, self.text_column, self.blank_rows = path, format, text_column, blank_rows
         self._cache: TweetSplit | None = None
+        self.blank_positions: list[int] = []
 
     @property
     def resolved_format(self) -> str:
         if self.format != "auto":
             return self.format
         suffix = Path(self.path).suffix.lower() if self.path != STDIN else ""
-        return {".csv": "csv", ".jsonl": "jsonl", ".json": "jsonl"}.get(suffix, "text")
+        return {".csv": "csv", ".tsv": "tsv", ".jsonl": "jsonl", ".json": "json"}.get(suffix, "text")
 
     def load(self, split: Split, class_names: tuple[str, ...]) -> TweetSplit:
         if self._cache is None:  # standard input can be read only once
@@ -59,12 +64,15 @@ class TweetFile(TweetSource):
         else:
             rows = [(where, self._text(where, record))
                     for where, record in read_table(Path(origin), lines, suffix=f".{fmt}")]
-        for where, text in rows:
-            if not text.strip():
-                raise DataError(f"{where}: empty tweet; remove the line or give it text")
-        if not rows:
+        blank = [i for i, (_, text) in enumerate(rows) if not text.strip()]
+        if blank and self.blank_rows == "error":
+            raise DataError(f"{rows[blank[0]][0]}: empty tweet; remove the line or give it text, or keep one "
+                            "output row per input row with --blank_rows mark")
+        self.blank_positions = blank
+        texts = [text for _, text in rows if text.strip()]
+        if not texts:
             raise DataError(f"{origin}: no tweets")
-        return TweetSplit([text for _, text in rows], None, origin)
+        return TweetSplit(texts, None, origin)
 
     def _text(self, where: str, record: dict) -> str:
         if self.text_column not in record:

@@ -4,6 +4,7 @@ messy files from the adapter alone plus a base model directory, checked against 
 import contextlib
 import io
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -19,6 +20,7 @@ from sentiment_pl.batching import Collator
 from sentiment_pl.classify import classify
 from sentiment_pl.cli import main
 from sentiment_pl.encoding import ChatEncoder
+from sentiment_pl.errors import InputError
 from sentiment_pl.export import export
 from sentiment_pl.model import BaseModelSpec, load_base_model
 from sentiment_pl.sources import DataError
@@ -239,3 +241,47 @@ def test_tensorboard_shows_example_predictions_and_per_class_f1(exported, tmp_pa
         assert row[3].removesuffix(" ✗") == predicted["sentiment"]
         shown = [float(x.strip(" |")) for x in row[4:]]
         assert shown == pytest.approx([float(predicted[f"p_{c}"]) for c in CLASSES], abs=6e-4)
+
+
+def test_fit_leaves_the_adapter_directory_that_classify_reads(exported, tmp_path):
+    fit_adapter = next((exported["dir"] / "runs").rglob("adapter"))
+    assert (fit_adapter / "sentiment_pl.json").is_file() and not (fit_adapter / "README.md").exists()
+    (tmp_path / "tweets.txt").write_text("\n".join(MESSY[:4]) + "\n")
+    for adapter, out in ((fit_adapter, "fit.csv"), (exported["adapter"], "export.csv")):
+        classify(str(adapter), str(tmp_path / "tweets.txt"), str(tmp_path / out), base_name=exported["base"],
+                 accelerator="cpu")
+    # One validation at the end of this run: the best checkpoint holds the final weights, which export read.
+    for a, b in zip(read_csv(tmp_path / "fit.csv"), read_csv(tmp_path / "export.csv")):
+        assert float(a["p_positive"]) == pytest.approx(float(b["p_positive"]), abs=1e-6)
+
+
+def test_classify_can_mark_blank_rows_and_keep_one_row_per_input_row(exported, tmp_path):
+    (tmp_path / "gaps.txt").write_text("first tweet\n\nthird tweet\n   \nfifth tweet\n")
+    (tmp_path / "dense.txt").write_text("first tweet\nthird tweet\nfifth tweet\n")
+    common = {"base_name": exported["base"], "accelerator": "cpu"}
+    classify(str(exported["adapter"]), str(tmp_path / "gaps.txt"), str(tmp_path / "gaps.csv"), blank_rows="mark",
+             **common)
+    classify(str(exported["adapter"]), str(tmp_path / "dense.txt"), str(tmp_path / "dense.csv"), **common)
+    gaps, dense = read_csv(tmp_path / "gaps.csv"), read_csv(tmp_path / "dense.csv")
+    assert [int(r["index"]) for r in gaps] == [0, 1, 2, 3, 4]
+    assert [r["sentiment"] for r in (gaps[1], gaps[3])] == ["", ""] and gaps[1]["p_positive"] == ""
+    for got, want in zip([gaps[0], gaps[2], gaps[4]], dense):
+        assert (got["text"], got["sentiment"], got["p_positive"]) == (want["text"], want["sentiment"],
+                                                                       want["p_positive"])
+    official = (tmp_path / "gaps.tweeteval.txt").read_text().split("\n")
+    assert official[1] == official[3] == "" and len(official) == 6  # five lines and the final newline
+
+
+def test_export_refuses_a_checkpoint_whose_unpickling_would_run_code(exported, tmp_path):
+    marker = tmp_path / "code_ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.touch, (marker,))
+
+    evil = tmp_path / "evil.ckpt"
+    torch.save({"state_dict": {}, "global_step": 0, "payload": Payload()}, evil)
+    with pytest.raises(InputError, match=re.escape(f"{evil}: refused, the checkpoint holds objects that only "
+                                                   "unpickling arbitrary code could load")):
+        export(str(exported["dir"] / "config.yaml"), str(evil), str(tmp_path / "out"))
+    assert not marker.exists() and not (tmp_path / "out").exists()
