@@ -59,9 +59,9 @@ def encode(files: dict[str, str], setting: Setting):
     """Our encoder on the job's tweets: (timed examples, warm-up examples, tokenizer)."""
     from transformers import AutoTokenizer
 
-    from sentiment_pl.encoding import ChatEncoder
-    from sentiment_pl.prompts import PromptSpec
-    from sentiment_pl.sources import LocalFiles
+    from sentiment_pl.data.encoding import ChatEncoder
+    from sentiment_pl.data.prompts import PromptSpec
+    from sentiment_pl.data.sources import LocalFiles
 
     tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
     encoder, source = ChatEncoder(tokenizer, PromptSpec(), setting.max_length), LocalFiles(**files)
@@ -78,11 +78,11 @@ def run_ours(job: dict[str, Any], full_head: bool = False, trim_last_layer: bool
     import lightning.pytorch as pl
     from functools import partial
 
-    from sentiment_pl.batching import Collator
-    from sentiment_pl.data import TweetSentimentData
+    from sentiment_pl.data.batching import Collator
+    from sentiment_pl.data.datamodule import TweetSentimentData
     from sentiment_pl.model import LoraSettings
     from sentiment_pl.module import SentimentClassifier
-    from sentiment_pl.sources import LocalFiles
+    from sentiment_pl.data.sources import LocalFiles
 
     setting = Setting(**job["setting"])
     clock = StepClock()

@@ -52,10 +52,10 @@ def build(setting: Setting, test_file: str, batch_size: int):
     """Our module and datamodule, set up for predict on the tweets (the encoding happens here, untimed)."""
     import lightning.pytorch as pl
 
-    from sentiment_pl.data import TweetSentimentData
+    from sentiment_pl.data.datamodule import TweetSentimentData
     from sentiment_pl.model import LoraSettings
     from sentiment_pl.module import SentimentClassifier
-    from sentiment_pl.sources import LocalFiles
+    from sentiment_pl.data.sources import LocalFiles
 
     module = SentimentClassifier(base=base_spec(setting), lora=LoraSettings())
     data = TweetSentimentData(source=LocalFiles(test=test_file), tokenizer=str(TOKENIZER), batch_size=batch_size,

@@ -86,7 +86,7 @@ def config_for(args: argparse.Namespace, variant: str, run_dir: Path, data: Path
                            "architecture": ARCHITECTURES[args.arch], "quantization": "nf4", "dtype": "float32"},
                   "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["k_proj", "v_proj"]},
                   "lr_schedule": "constant"},
-        "data": {"source": {"class_path": "sentiment_pl.sources.TweetEvalFolder",
+        "data": {"source": {"class_path": "sentiment_pl.data.sources.TweetEvalFolder",
                             "init_args": {"path": str(data)}},
                  "batch_size": args.batch_size, "max_length": 256, "group_by_length": False},
         "checkpoint": {"monitor": None, "save_top_k": 0},

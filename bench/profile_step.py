@@ -68,10 +68,10 @@ def profiled_fit(setting: Setting, files: dict[str, str], warmup: int, steps: in
     """Fit for warmup + steps batches; the profiler covers the last `steps`. Returns the profiler."""
     import lightning.pytorch as pl
 
-    from sentiment_pl.data import TweetSentimentData
+    from sentiment_pl.data.datamodule import TweetSentimentData
     from sentiment_pl.model import LoraSettings
     from sentiment_pl.module import SentimentClassifier
-    from sentiment_pl.sources import LocalFiles
+    from sentiment_pl.data.sources import LocalFiles
 
     prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
 

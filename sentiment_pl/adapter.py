@@ -18,8 +18,8 @@ from sentiment_pl.errors import InputError
 from sentiment_pl.files import atomic_directory
 from sentiment_pl.model import BaseModelSpec, LoraSettings
 from sentiment_pl.module import SentimentClassifier
-from sentiment_pl.prompts import PromptSpec
-from sentiment_pl.sources import DataError
+from sentiment_pl.data.prompts import PromptSpec
+from sentiment_pl.data.sources import DataError
 
 INFO_FILE = "sentiment_pl.json"
 CARD_FILE = "README.md"

@@ -13,7 +13,7 @@ from sentiment_pl.generation import generate_answers, parse_answer
 from sentiment_pl.metrics import trivial_baselines
 from sentiment_pl.module import SentimentClassifier
 from sentiment_pl.run_config import instantiate_run
-from sentiment_pl.sources import Split, TweetSource, TweetSplit
+from sentiment_pl.data.sources import Split, TweetSource, TweetSplit
 
 
 class BaseOnlyClassifier(SentimentClassifier):

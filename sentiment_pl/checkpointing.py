@@ -80,18 +80,6 @@ class ExactResume(Callback):
             self._pending = None
 
 
-def batches_done_in_epoch(trainer: pl.Trainer | None) -> tuple[int, int]:
-    """(epoch, training batches already processed in it) as restored from a checkpoint; (0, 0) on a fresh run.
-
-    `processed` counts a batch once its optimizer step ran, also when the checkpoint was written inside the
-    batch-end hooks or by an interruption during the next batch.
-    """
-    if trainer is None:
-        return 0, 0
-    loop = trainer.fit_loop.epoch_loop
-    return trainer.current_epoch, loop.batch_progress.current.processed
-
-
 class SaveOnInterrupt(Callback):
     """On SIGINT (Ctrl-C), SIGTERM (as schedulers send before a kill) or an error, saves the state of the last
     completed batch to `<checkpoints dir>/interrupted.ckpt`; resume with `--ckpt_path` on it.

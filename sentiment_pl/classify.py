@@ -10,9 +10,9 @@ import lightning.pytorch as pl
 
 from sentiment_pl.adapter import AdapterClassifier, AdapterInfo
 from sentiment_pl.callbacks import PredictionWriter
-from sentiment_pl.data import TweetSentimentData
-from sentiment_pl.sources import DataError
-from sentiment_pl.tweet_files import BlankRows, InputFormat, TweetFile
+from sentiment_pl.data.datamodule import TweetSentimentData
+from sentiment_pl.data.sources import DataError
+from sentiment_pl.data.tweet_files import BlankRows, InputFormat, TweetFile
 
 
 def classify(adapter: str, input: str = "-", output: str = "predictions.csv", base_name: str | None = None,

@@ -13,7 +13,7 @@ from sentiment_pl.calibrated_test import CalibratedTest
 from sentiment_pl.callbacks import PredictionWriter, StepBudget, Throughput
 from sentiment_pl.checkpointing import AdapterExport, ExactResume, SaveOnInterrupt
 from sentiment_pl.compatibility import check_combination
-from sentiment_pl.data import TweetSentimentData
+from sentiment_pl.data.datamodule import TweetSentimentData
 from sentiment_pl.example_predictions import ExamplePredictions
 from sentiment_pl.module import SentimentClassifier
 from sentiment_pl.progress import Progress

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from sentiment_pl.encoding import IGNORE_INDEX
+from sentiment_pl.data.encoding import IGNORE_INDEX
 
 Head = Callable[[torch.Tensor], torch.Tensor]
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import yaml
 
-from sentiment_pl.sources import DataError
+from sentiment_pl.data.sources import DataError
 
 # Keys a run's saved config.yaml holds for its subcommand, which a plain parse of the config does not know.
 SUBCOMMAND_KEYS = ("ckpt_path", "verbose", "return_predictions", "weights_only")

@@ -87,8 +87,8 @@ def smollm2_tokenizer(smollm2):
 
 @pytest.fixture(scope="session")
 def tweets(tweeteval_dir):
-    from sentiment_pl.prompts import CLASS_NAMES
-    from sentiment_pl.sources import TweetEvalFolder
+    from sentiment_pl.data.prompts import CLASS_NAMES
+    from sentiment_pl.data.sources import TweetEvalFolder
 
     return TweetEvalFolder(str(tweeteval_dir)).load("validation", CLASS_NAMES)
 

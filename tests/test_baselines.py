@@ -8,10 +8,10 @@ from sklearn.metrics import f1_score
 
 from conftest import TINY_ARCHITECTURE, tiny_base_config
 from sentiment_pl.baselines import baselines
-from sentiment_pl.encoding import ChatEncoder
+from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.generation import generate_answers, parse_answer
 from sentiment_pl.model import BaseModelSpec, load_base_model
-from sentiment_pl.prompts import CLASS_NAMES, PromptSpec
+from sentiment_pl.data.prompts import CLASS_NAMES, PromptSpec
 
 
 @pytest.mark.parametrize(("answer", "expected"), [
@@ -55,7 +55,7 @@ def test_batched_left_padded_generation_equals_unpadded_greedy_decoding(spec, pr
 def test_baselines_command_scores_the_base_model(spec, prompts, tweeteval_dir, tokenizer_dir, tweets, tmp_path,
                                                  capsys):
     config = {"model": {"base": tiny_base_config(tokenizer_dir)},
-              "data": {"source": {"class_path": "sentiment_pl.sources.TweetEvalFolder",
+              "data": {"source": {"class_path": "sentiment_pl.data.sources.TweetEvalFolder",
                                   "init_args": {"path": str(tweeteval_dir)}}}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     results = baselines(str(tmp_path / "config.yaml"), split="validation", limit=10, max_new_tokens=3,

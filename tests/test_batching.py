@@ -2,8 +2,8 @@
 
 import torch
 
-from sentiment_pl.batching import Collator, LengthGroupedSampler, OrderedShardSampler
-from sentiment_pl.encoding import IGNORE_INDEX, Encoded
+from sentiment_pl.data.batching import Collator, LengthGroupedSampler, OrderedShardSampler
+from sentiment_pl.data.encoding import IGNORE_INDEX, Encoded
 
 
 def test_collator_pads_right_and_masks_padding():

@@ -45,7 +45,7 @@ def run(tmp_path_factory, tokenizer_dir, tweets):
                   "lora": {"dropout": 0.0},
                   "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.01}},
                   "lr_schedule": "constant"},
-        "data": {"source": {"class_path": "sentiment_pl.sources.LocalFiles",
+        "data": {"source": {"class_path": "sentiment_pl.data.sources.LocalFiles",
                             "init_args": {"train": str(tmp / "train.jsonl"), "validation": str(tmp / "val.jsonl"),
                                           "test": str(tmp / "val.jsonl")}},
                  "batch_size": 8, "max_length": 128},

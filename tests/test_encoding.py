@@ -2,8 +2,8 @@
 
 import pytest
 
-from sentiment_pl.encoding import IGNORE_INDEX, ChatEncoder, EncodingError
-from sentiment_pl.prompts import CLASS_NAMES, PromptSpec
+from sentiment_pl.data.encoding import IGNORE_INDEX, ChatEncoder, EncodingError
+from sentiment_pl.data.prompts import CLASS_NAMES, PromptSpec
 
 
 @pytest.fixture(scope="module")

@@ -58,7 +58,7 @@ def test_a_bug_keeps_its_traceback(tmp_path, tokenizer_dir, data, monkeypatch):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a real bug")
 
-    monkeypatch.setattr("sentiment_pl.data.TweetSentimentData.setup", broken)
+    monkeypatch.setattr("sentiment_pl.data.datamodule.TweetSentimentData.setup", broken)
     config = write_config(tmp_path / "config.yaml", tiny_config(tmp_path, tokenizer_dir, data))
     with pytest.raises(ZeroDivisionError):
         main(["fit", "--config", str(config)])

@@ -16,14 +16,14 @@ import yaml
 
 from conftest import TINY_ARCHITECTURE
 from sentiment_pl.adapter import AdapterClassifier
-from sentiment_pl.batching import Collator
+from sentiment_pl.data.batching import Collator
 from sentiment_pl.classify import classify
 from sentiment_pl.cli import main
-from sentiment_pl.encoding import ChatEncoder
+from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.errors import InputError
 from sentiment_pl.export import export
 from sentiment_pl.model import BaseModelSpec, load_base_model
-from sentiment_pl.sources import DataError
+from sentiment_pl.data.sources import DataError
 
 pytestmark = pytest.mark.slow
 CLASSES = ("negative", "neutral", "positive")
@@ -51,7 +51,7 @@ def exported(tmp_path_factory, tokenizer_dir, tokenizer, tweets):
                   "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.02}},
                   "lr_schedule": "constant"},
         "data": {"batch_size": 4, "max_length": 128,
-                 "source": {"class_path": "sentiment_pl.sources.LocalFiles",
+                 "source": {"class_path": "sentiment_pl.data.sources.LocalFiles",
                             "init_args": {"train": str(tmp / "train.jsonl"), "validation": str(tmp / "val.jsonl"),
                                           "test": str(tmp / "test.jsonl")}}},
         "last_checkpoint": {"dirpath": str(tmp / "ckpt")},

@@ -5,9 +5,9 @@ import re
 
 import yaml
 
-from sentiment_pl.encoding import ChatEncoder
+from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.inspection import inspect
-from sentiment_pl.prompts import CLASS_NAMES, PromptSpec
+from sentiment_pl.data.prompts import CLASS_NAMES, PromptSpec
 
 
 def test_inspect_prints_the_mask_and_statistics(tmp_path, tweets, tokenizer, tokenizer_dir, capsys):
@@ -17,7 +17,7 @@ def test_inspect_prints_the_mask_and_statistics(tmp_path, tweets, tokenizer, tok
         for text, label in zip(texts, labels):
             f.write(json.dumps({"text": text, "label": label}) + "\n")
     config = {"model": {"base": {"name": str(tokenizer_dir), "random_init": True}},
-              "data": {"max_length": 96, "source": {"class_path": "sentiment_pl.sources.LocalFiles",
+              "data": {"max_length": 96, "source": {"class_path": "sentiment_pl.data.sources.LocalFiles",
                                                     "init_args": {"train": str(tmp_path / "train.jsonl"),
                                                                   "validation": str(tmp_path / "train.jsonl")}}}}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_ARCHITECTURE
-from sentiment_pl.encoding import IGNORE_INDEX
+from sentiment_pl.data.encoding import IGNORE_INDEX
 from sentiment_pl.model import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head, load_base_model
 from sentiment_pl.objective import completion_loss
 

@@ -13,13 +13,14 @@ import pytest
 import torch
 
 from conftest import TINY_ARCHITECTURE
-from sentiment_pl.batching import Collator
-from sentiment_pl.encoding import IGNORE_INDEX, ChatEncoder, EncodingError
+from sentiment_pl.data.batching import Collator
+from sentiment_pl.data.encoding import IGNORE_INDEX, ChatEncoder, EncodingError
 from sentiment_pl.model import BaseModelSpec, LoraSettings, load_base_model
 from sentiment_pl.module import SentimentClassifier
 from sentiment_pl.objective import completion_loss
-from sentiment_pl.prefix import common_prefix, shared_prefix_hidden_states, use_shared_prefix_attention
-from sentiment_pl.prompts import PromptSpec
+from sentiment_pl.data.prompts import PromptSpec
+from sentiment_pl.data.system_turn import common_prefix
+from sentiment_pl.prefix import shared_prefix_hidden_states, use_shared_prefix_attention
 
 HIDDEN = {"rtol": 1e-5, "atol": 1e-5}
 GRADS = {"rtol": 1e-5, "atol": 1e-6}
@@ -221,8 +222,8 @@ def fit_and_predict(tmp_path, tokenizer_dir, share_prefix: bool) -> tuple[dict[s
     """Two optimizer steps of plain SGD over 2 micro-batches each, then predict: trained adapters and probs."""
     import lightning.pytorch as pl
 
-    from sentiment_pl.data import TweetSentimentData
-    from sentiment_pl.sources import LocalFiles
+    from sentiment_pl.data.datamodule import TweetSentimentData
+    from sentiment_pl.data.sources import LocalFiles
 
     spec = BaseModelSpec(name=str(tokenizer_dir), random_init=True, architecture=TINY_ARCHITECTURE,
                          quantization="nf4", dtype="float32")

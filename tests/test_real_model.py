@@ -40,7 +40,7 @@ def short_fit_config(tmp: Path, smollm2: str, data: Path, seed: int = 0) -> dict
                   "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["k_proj", "v_proj"]},
                   "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1.0e-3}},
                   "lr_schedule": "linear", "warmup_ratio": 0.1},
-        "data": {"source": {"class_path": "sentiment_pl.sources.TweetEvalFolder",
+        "data": {"source": {"class_path": "sentiment_pl.data.sources.TweetEvalFolder",
                             "init_args": {"path": str(data)}},
                  "batch_size": BATCH, "eval_batch_size": 50, "max_length": 192},
         "checkpoint": {"dirpath": str(tmp / "ckpt")},

@@ -5,8 +5,8 @@ import json
 
 import pytest
 
-from sentiment_pl.prompts import CLASS_NAMES
-from sentiment_pl.sources import DataError, LocalFiles, TweetEvalFolder
+from sentiment_pl.data.prompts import CLASS_NAMES
+from sentiment_pl.data.sources import DataError, LocalFiles, TweetEvalFolder
 
 
 def test_real_tweeteval_folder_sizes(tweeteval_dir):

@@ -5,10 +5,10 @@ import json
 import lightning.pytorch as pl
 
 from conftest import TINY_ARCHITECTURE
-from sentiment_pl.data import TweetSentimentData
+from sentiment_pl.data.datamodule import TweetSentimentData
 from sentiment_pl.model import BaseModelSpec
 from sentiment_pl.module import SentimentClassifier
-from sentiment_pl.sources import LocalFiles
+from sentiment_pl.data.sources import LocalFiles
 
 
 class ModeProbe(pl.Callback):

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from sentiment_pl.data import TweetSentimentData
-from sentiment_pl.sources import LocalFiles
+from sentiment_pl.data.datamodule import TweetSentimentData
+from sentiment_pl.data.sources import LocalFiles
 
 
 def padding_efficiency(loader) -> float:

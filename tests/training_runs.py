@@ -53,7 +53,7 @@ def tiny_config(tmp: Path, tokenizer_dir: Path, data_dir: Path, overrides: dict[
                   "lora": {"dropout": 0.1},
                   "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 0.01}},
                   "lr_schedule": "linear", "warmup_ratio": 0.25},
-        "data": {"source": {"class_path": "sentiment_pl.sources.TweetEvalFolder",
+        "data": {"source": {"class_path": "sentiment_pl.data.sources.TweetEvalFolder",
                             "init_args": {"path": str(data_dir)}},
                  "batch_size": 4, "max_length": 128},
         "checkpoint": {"monitor": None, "save_top_k": 0},

@@ -10,8 +10,8 @@ import sys
 from pathlib import Path
 from typing import Literal
 
-from sentiment_pl.reading import DataError, decode_lines, read_table
-from sentiment_pl.sources import Split, TweetSource, TweetSplit
+from sentiment_pl.data.reading import DataError, decode_lines, read_table
+from sentiment_pl.data.sources import Split, TweetSource, TweetSplit
 
 InputFormat = Literal["auto", "text", "csv", "tsv", "jsonl", "json"]
 BlankRows = Literal["error", "mark"]

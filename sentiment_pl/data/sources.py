@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from sentiment_pl.reading import DataError, read_lines, read_table
+from sentiment_pl.data.reading import DataError, read_lines, read_table
 
 Split = Literal["train", "validation", "test"]
 

@@ -9,7 +9,7 @@ import torch
 from torch.utils.data import Dataset, DistributedSampler
 from transformers.trainer_pt_utils import get_length_grouped_indices
 
-from sentiment_pl.encoding import IGNORE_INDEX, Encoded
+from sentiment_pl.data.encoding import IGNORE_INDEX, Encoded
 
 
 class EncodedDataset(Dataset):

@@ -9,13 +9,12 @@ import torch
 from jsonargparse import lazy_instance
 from torch.utils.data import DataLoader
 
+from sentiment_pl.data.batching import Collator, EncodedDataset, LengthGroupedSampler, OrderedShardSampler
+from sentiment_pl.data.encoding import ChatEncoder
+from sentiment_pl.data.prompts import PromptSpec
+from sentiment_pl.data.sources import HubTweetEval, Split, TweetSource, TweetSplit
 from sentiment_pl.errors import InputError
-from sentiment_pl.batching import Collator, EncodedDataset, LengthGroupedSampler, OrderedShardSampler
-from sentiment_pl.checkpointing import batches_done_in_epoch
-from sentiment_pl.encoding import ChatEncoder
 from sentiment_pl.locate import load_tokenizer
-from sentiment_pl.prompts import PromptSpec
-from sentiment_pl.sources import HubTweetEval, Split, TweetSource, TweetSplit
 
 log = logging.getLogger(__name__)
 
@@ -114,3 +113,15 @@ class TweetSentimentData(pl.LightningDataModule):
                           # Worker seeds from a generator of their own: creating a loader then leaves the global
                           # random stream (dropout) alone, so a resumed run draws what an uninterrupted one does.
                           generator=torch.Generator().manual_seed(self.seed))
+
+
+def batches_done_in_epoch(trainer: pl.Trainer | None) -> tuple[int, int]:
+    """(epoch, training batches already processed in it) as restored from a checkpoint; (0, 0) on a fresh run.
+
+    `processed` counts a batch once its optimizer step ran, also when the checkpoint was written inside the
+    batch-end hooks or by an interruption during the next batch.
+    """
+    if trainer is None:
+        return 0, 0
+    loop = trainer.fit_loop.epoch_loop
+    return trainer.current_epoch, loop.batch_progress.current.processed
