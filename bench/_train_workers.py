@@ -80,9 +80,9 @@ def run_ours(job: dict[str, Any], full_head: bool = False, trim_last_layer: bool
 
     from sentiment_pl.data.batching import Collator
     from sentiment_pl.data.datamodule import TweetSentimentData
-    from sentiment_pl.model import LoraSettings
-    from sentiment_pl.module import SentimentClassifier
     from sentiment_pl.data.sources import LocalFiles
+    from sentiment_pl.model import LoraSettings
+    from sentiment_pl.training.module import SentimentClassifier
 
     setting = Setting(**job["setting"])
     clock = StepClock()
@@ -118,7 +118,7 @@ def run_ours(job: dict[str, Any], full_head: bool = False, trim_last_layer: bool
 
 
 def _full_head_classifier():
-    from sentiment_pl.module import SentimentClassifier
+    from sentiment_pl.training.module import SentimentClassifier
 
     class FullHead(SentimentClassifier):
         """The ablation: the model's own forward with labels, i.e. the output layer at every position."""

@@ -53,9 +53,9 @@ def build(setting: Setting, test_file: str, batch_size: int):
     import lightning.pytorch as pl
 
     from sentiment_pl.data.datamodule import TweetSentimentData
-    from sentiment_pl.model import LoraSettings
-    from sentiment_pl.module import SentimentClassifier
     from sentiment_pl.data.sources import LocalFiles
+    from sentiment_pl.model import LoraSettings
+    from sentiment_pl.training.module import SentimentClassifier
 
     module = SentimentClassifier(base=base_spec(setting), lora=LoraSettings())
     data = TweetSentimentData(source=LocalFiles(test=test_file), tokenizer=str(TOKENIZER), batch_size=batch_size,

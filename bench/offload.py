@@ -34,7 +34,7 @@ ARCHITECTURES = {
 VARIANTS = {
     "plain": {"trainer": {"strategy": "auto"},
               "model": {"optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1e-3}}}},
-    "zero2_offload": {"trainer": {"strategy": {"class_path": "sentiment_pl.strategies.ZeroOffload",
+    "zero2_offload": {"trainer": {"strategy": {"class_path": "sentiment_pl.training.strategies.ZeroOffload",
                                                "init_args": {"stage": 2, "offload_optimizer": True}}},
                       "model": {"optimizer": {"class_path": "deepspeed.ops.adam.DeepSpeedCPUAdam",
                                               "init_args": {"lr": 1e-3}}}},

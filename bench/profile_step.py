@@ -69,9 +69,9 @@ def profiled_fit(setting: Setting, files: dict[str, str], warmup: int, steps: in
     import lightning.pytorch as pl
 
     from sentiment_pl.data.datamodule import TweetSentimentData
-    from sentiment_pl.model import LoraSettings
-    from sentiment_pl.module import SentimentClassifier
     from sentiment_pl.data.sources import LocalFiles
+    from sentiment_pl.model import LoraSettings
+    from sentiment_pl.training.module import SentimentClassifier
 
     prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])
 

@@ -25,12 +25,12 @@ import torch
 
 from sentiment_pl.data.batching import Collator, LengthGroupedSampler
 from sentiment_pl.data.encoding import ChatEncoder
-from sentiment_pl.files import atomic_write_text
-from sentiment_pl.model import BaseModelSpec, LoraSettings
-from sentiment_pl.module import SentimentClassifier
-from sentiment_pl.objective import completion_loss
 from sentiment_pl.data.prompts import CLASS_NAMES, PromptSpec
 from sentiment_pl.data.sources import TweetEvalFolder
+from sentiment_pl.files import atomic_write_text
+from sentiment_pl.model import BaseModelSpec, LoraSettings
+from sentiment_pl.objective import completion_loss
+from sentiment_pl.training.module import SentimentClassifier
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("SENTIMENT_PL_SHARED", ROOT.parent / "shared"))

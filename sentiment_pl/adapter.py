@@ -12,14 +12,11 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-
+from sentiment_pl.data.prompts import PromptSpec
+from sentiment_pl.data.sources import DataError
 from sentiment_pl.errors import InputError
 from sentiment_pl.files import atomic_directory
 from sentiment_pl.model import BaseModelSpec, LoraSettings
-from sentiment_pl.module import SentimentClassifier
-from sentiment_pl.data.prompts import PromptSpec
-from sentiment_pl.data.sources import DataError
 
 INFO_FILE = "sentiment_pl.json"
 CARD_FILE = "README.md"
@@ -52,10 +49,10 @@ class AdapterInfo:
             raise DataError(f"{path}: malformed ({err})") from err
 
 
-def save_adapter(module: SentimentClassifier, tokenizer, prompt: PromptSpec, max_length: int,
-                 directory: str | Path, card: str | None = None) -> Path:
-    """Write the adapter directory, with `card` as its README.md; it appears complete or not at all (written
-    beside, then renamed)."""
+def save_adapter(module, tokenizer, prompt: PromptSpec, max_length: int, directory: str | Path,
+                 card: str | None = None) -> Path:
+    """Write the adapter directory of `module` (a trained `SentimentClassifier`: its `model`, `base` and `lora`),
+    with `card` as its README.md; it appears complete or not at all (written beside, then renamed)."""
     if module.lora is None:
         raise InputError("the model was trained without adapters (model.lora: null); export the merged model")
     info = AdapterInfo(module.base, module.lora, prompt, max_length)
@@ -68,41 +65,6 @@ def save_adapter(module: SentimentClassifier, tokenizer, prompt: PromptSpec, max
         else:
             (tmp / CARD_FILE).unlink(missing_ok=True)  # peft's "[More Information Needed]" says nothing
     return Path(directory)
-
-
-class AdapterClassifier(SentimentClassifier):
-    """The classifier rebuilt from an adapter directory: the base model, the saved LoRA weights on top.
-
-    Args:
-        adapter: The adapter directory.
-        base_name: Hub id or directory of the base model, when it is not where the adapter says.
-        class_bias: Added to the class log-scores (a calibration fitted by `test --calibration.enabled true`).
-    """
-
-    def __init__(self, adapter: str, base_name: str | None = None, class_bias: list[float] | None = None) -> None:
-        info = AdapterInfo.read(adapter)
-        base = dataclasses.replace(info.base, name=base_name) if base_name else info.base
-        super().__init__(base=base, lora=info.lora)
-        self.adapter_dir, self.info = Path(adapter), info
-        if class_bias is not None and len(class_bias) != len(info.prompt.class_names):
-            raise InputError(f"class_bias has {len(class_bias)} values for {len(info.prompt.class_names)} classes")
-        self.class_bias = class_bias
-
-    def class_log_probs(self, batch, hidden=None):
-        scores = super().class_log_probs(batch, hidden)
-        return scores if self.class_bias is None else scores + torch.tensor(self.class_bias, device=scores.device)
-
-    def configure_model(self) -> None:
-        if self.model is not None:
-            return
-        from peft import load_peft_weights, set_peft_model_state_dict
-
-        super().configure_model()
-        result = set_peft_model_state_dict(self.model, load_peft_weights(str(self.adapter_dir)))
-        missing = [k for k in result.missing_keys if "lora_" in k]
-        if result.unexpected_keys or missing:
-            raise DataError(f"{self.adapter_dir}: adapter weights do not fit the base model "
-                            f"(unexpected {result.unexpected_keys[:3]}, missing {missing[:3]})")
 
 
 def merge_adapter(adapter: str | Path, directory: str | Path, base_name: str | None = None,

@@ -10,8 +10,8 @@ import yaml
 
 from sentiment_pl.locate import locate
 from sentiment_pl.model_card import CardFacts, read_test_results
-from sentiment_pl.module import VALIDATION_KEY
-from sentiment_pl.report import test_results_path
+from sentiment_pl.training.module import VALIDATION_KEY
+from sentiment_pl.training.report import test_results_path
 
 log = logging.getLogger(__name__)
 

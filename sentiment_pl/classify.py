@@ -8,11 +8,12 @@ from typing import Literal
 
 import lightning.pytorch as pl
 
-from sentiment_pl.adapter import AdapterClassifier, AdapterInfo
-from sentiment_pl.callbacks import PredictionWriter
+from sentiment_pl.adapter import AdapterInfo
 from sentiment_pl.data.datamodule import TweetSentimentData
 from sentiment_pl.data.sources import DataError
 from sentiment_pl.data.tweet_files import BlankRows, InputFormat, TweetFile
+from sentiment_pl.training.adapter_classifier import AdapterClassifier
+from sentiment_pl.training.callbacks.predictions import PredictionWriter
 
 
 def classify(adapter: str, input: str = "-", output: str = "predictions.csv", base_name: str | None = None,

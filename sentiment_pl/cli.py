@@ -9,21 +9,22 @@ import torch
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
-from sentiment_pl.calibrated_test import CalibratedTest
-from sentiment_pl.callbacks import PredictionWriter, StepBudget, Throughput
-from sentiment_pl.checkpointing import AdapterExport, ExactResume, SaveOnInterrupt
-from sentiment_pl.compatibility import check_combination
 from sentiment_pl.data.datamodule import TweetSentimentData
-from sentiment_pl.example_predictions import ExamplePredictions
-from sentiment_pl.module import SentimentClassifier
-from sentiment_pl.progress import Progress
 from sentiment_pl.quiet import configure_logging
-from sentiment_pl.report import ResultTable
+from sentiment_pl.training.callbacks.budget import StepBudget, Throughput
+from sentiment_pl.training.callbacks.calibrated_test import CalibratedTest
+from sentiment_pl.training.callbacks.example_predictions import ExamplePredictions
+from sentiment_pl.training.callbacks.predictions import PredictionWriter
+from sentiment_pl.training.checkpointing import AdapterExport, ExactResume, SaveOnInterrupt
+from sentiment_pl.training.compatibility import check_combination
+from sentiment_pl.training.module import SentimentClassifier
+from sentiment_pl.training.progress import Progress
+from sentiment_pl.training.report import ResultTable
 
 TRAINER_DEFAULTS = {
     "logger": {"class_path": "lightning.pytorch.loggers.TensorBoardLogger",
                "init_args": {"save_dir": "runs", "name": "sentiment", "default_hp_metric": False}},
-    "plugins": [{"class_path": "sentiment_pl.checkpointing.AtomicCheckpointIO"}],
+    "plugins": [{"class_path": "sentiment_pl.training.checkpointing.AtomicCheckpointIO"}],
 }
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from sentiment_pl.metrics import trivial_baselines
+from sentiment_pl.training.metrics import trivial_baselines
 
 TWEETEVAL = {"id": "cardiffnlp/tweet_eval", "config": "sentiment", "name": "TweetEval (sentiment)"}
 SPLIT_TITLES = {"validation": "Validation", "test": "Test"}

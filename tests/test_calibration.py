@@ -5,7 +5,7 @@ import pytest
 import torch
 from sklearn.metrics import f1_score
 
-from sentiment_pl.calibration import fit_class_bias, macro_f1_of_predictions
+from sentiment_pl.training.callbacks.calibration import fit_class_bias, macro_f1_of_predictions
 
 
 def test_macro_f1_of_many_prediction_sets_equals_sklearn():

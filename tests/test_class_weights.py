@@ -6,13 +6,13 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_ARCHITECTURE
-from sentiment_pl.data.batching import Collator
 from sentiment_pl.class_weights import resolve_class_weights, weighted_completion_loss
+from sentiment_pl.data.batching import Collator
 from sentiment_pl.data.encoding import IGNORE_INDEX, ChatEncoder
-from sentiment_pl.model import BaseModelSpec
-from sentiment_pl.module import SentimentClassifier
-from sentiment_pl.objective import completion_loss
 from sentiment_pl.data.prompts import PromptSpec
+from sentiment_pl.model import BaseModelSpec
+from sentiment_pl.objective import completion_loss
+from sentiment_pl.training.module import SentimentClassifier
 
 
 def random_case():

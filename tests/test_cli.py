@@ -119,7 +119,7 @@ def test_every_config_parses_without_loading_a_model(config, capsys, monkeypatch
     def refuse(*args, **kwargs):
         raise AssertionError("parsing a config loaded a model")
 
-    monkeypatch.setattr("sentiment_pl.module.load_base_model", refuse)
+    monkeypatch.setattr("sentiment_pl.training.module.load_base_model", refuse)
     for subcommand in ("fit", "validate", "test", "predict"):
         with pytest.raises(SystemExit) as exit_info:
             main([subcommand, "--config", str(config), "--print_config"])

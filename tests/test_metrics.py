@@ -7,8 +7,8 @@ import pytest
 import torch
 from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, recall_score
 
-from sentiment_pl.metrics import make_metrics, metrics_record, scalar_metrics, trivial_baselines
 from sentiment_pl.data.prompts import CLASS_NAMES
+from sentiment_pl.training.metrics import make_metrics, metrics_record, scalar_metrics, trivial_baselines
 
 
 def test_metrics_equal_sklearn_over_several_updates():

@@ -15,12 +15,12 @@ import torch
 from conftest import TINY_ARCHITECTURE
 from sentiment_pl.data.batching import Collator
 from sentiment_pl.data.encoding import IGNORE_INDEX, ChatEncoder, EncodingError
-from sentiment_pl.model import BaseModelSpec, LoraSettings, load_base_model
-from sentiment_pl.module import SentimentClassifier
-from sentiment_pl.objective import completion_loss
 from sentiment_pl.data.prompts import PromptSpec
 from sentiment_pl.data.system_turn import common_prefix
+from sentiment_pl.model import BaseModelSpec, LoraSettings, load_base_model
+from sentiment_pl.objective import completion_loss
 from sentiment_pl.prefix import shared_prefix_hidden_states, use_shared_prefix_attention
+from sentiment_pl.training.module import SentimentClassifier
 
 HIDDEN = {"rtol": 1e-5, "atol": 1e-5}
 GRADS = {"rtol": 1e-5, "atol": 1e-6}

@@ -15,9 +15,9 @@ import yaml
 
 from sentiment_pl.baselines import baselines
 from sentiment_pl.cli import main
-from sentiment_pl.checkpointing import load_checkpoint
 from sentiment_pl.export import export
-from sentiment_pl.module import VALIDATION_KEY
+from sentiment_pl.training.checkpointing import load_checkpoint
+from sentiment_pl.training.module import VALIDATION_KEY
 from training_runs import tweeteval_folder, write_config
 
 pytestmark = pytest.mark.slow

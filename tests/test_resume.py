@@ -10,8 +10,8 @@ import pytest
 import torch
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
-from sentiment_pl.checkpointing import AtomicCheckpointIO
 from sentiment_pl.cli import main
+from sentiment_pl.training.checkpointing import AtomicCheckpointIO
 from training_runs import deep_update, recorded, recording, signal_at, tiny_config, tweeteval_folder, write_config
 
 pytestmark = pytest.mark.slow

@@ -9,7 +9,7 @@ import pytest
 from lightning.pytorch.callbacks import Callback
 
 from sentiment_pl.cli import main
-from sentiment_pl.module import SentimentClassifier
+from sentiment_pl.training.module import SentimentClassifier
 from training_runs import tiny_config, tweeteval_folder, write_config
 
 

@@ -10,7 +10,7 @@ import torch
 
 from conftest import ROOT
 from sentiment_pl.cli import main
-from sentiment_pl.compatibility import IncompatibleSettings
+from sentiment_pl.training.compatibility import IncompatibleSettings
 from training_runs import CPU_ADAM, ZERO_OFFLOAD, deep_update, recorded, recording, signal_at, tiny_config
 from training_runs import tweeteval_folder, write_config
 
@@ -99,7 +99,7 @@ def test_deepspeed_resume_after_sigterm_equals_uninterrupted_run(zero_run, tmp_p
 
 
 REFUSED = {
-    "zero3_with_4bit": ({"trainer": {"strategy": {"class_path": "sentiment_pl.strategies.ZeroOffload",
+    "zero3_with_4bit": ({"trainer": {"strategy": {"class_path": "sentiment_pl.training.strategies.ZeroOffload",
                                                   "init_args": {"stage": 3}}}}, "use stage: 2"),
     "registry_zero3_with_4bit": ({"trainer": {"strategy": "deepspeed_stage_3"}}, "use stage: 2"),
     "torch_optimizer_with_offload": ({"model": {"optimizer": {"class_path": "torch.optim.AdamW"}}},
@@ -120,7 +120,7 @@ def test_known_bad_combinations_are_refused_before_any_model_loads(case, monkeyp
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the config was checked")
 
-    monkeypatch.setattr("sentiment_pl.module.load_base_model", refuse)
+    monkeypatch.setattr("sentiment_pl.training.module.load_base_model", refuse)
     overrides, advice = REFUSED[case]
     config = deep_update(_yaml(ROOT / "configs" / "qlora_deepspeed.yaml"), overrides)
     with pytest.raises(IncompatibleSettings, match=advice.replace(".", r"\.")):

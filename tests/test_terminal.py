@@ -6,7 +6,7 @@ from types import SimpleNamespace
 import pytest
 
 from sentiment_pl.__main__ import main
-from sentiment_pl.progress import Progress
+from sentiment_pl.training.progress import Progress
 from training_runs import tiny_config, tweeteval_folder, write_config
 
 

@@ -14,7 +14,7 @@ from lightning.pytorch.callbacks import Callback
 from conftest import tiny_base_config
 
 CPU_ADAM = "deepspeed.ops.adam.DeepSpeedCPUAdam"
-ZERO_OFFLOAD = {"class_path": "sentiment_pl.strategies.ZeroOffload",
+ZERO_OFFLOAD = {"class_path": "sentiment_pl.training.strategies.ZeroOffload",
                 "init_args": {"stage": 2, "offload_optimizer": True}}
 
 

@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from sentiment_pl.errors import InputError
 from sentiment_pl.data.prompts import PromptSpec
 from sentiment_pl.data.system_turn import system_turn_prefix
+from sentiment_pl.errors import InputError
 
 # The target id that cross-entropy skips; the only one in the project.
 IGNORE_INDEX = -100

@@ -11,8 +11,8 @@ import torch
 from lightning.pytorch.callbacks import Callback
 
 from sentiment_pl.errors import InputError
-from sentiment_pl.calibration import fit_class_bias, macro_f1_of_predictions
-from sentiment_pl.metrics import make_metrics, scalar_metrics
+from sentiment_pl.training.callbacks.calibration import fit_class_bias, macro_f1_of_predictions
+from sentiment_pl.training.metrics import make_metrics, scalar_metrics
 
 log = logging.getLogger(__name__)
 

@@ -62,8 +62,8 @@ def check_combination(config: Any) -> None:
         if optimizer == CPU_ADAM and str(_get(trainer, "accelerator")) not in ("cpu",):
             raise IncompatibleSettings(
                 f"model.optimizer={CPU_ADAM} steps parameters on the CPU; with trainer.accelerator="
-                f"{_get(trainer, 'accelerator')} use trainer.strategy: sentiment_pl.strategies.ZeroOffload (it "
-                "offloads the optimizer to the CPU) or a torch optimizer such as torch.optim.AdamW")
+                f"{_get(trainer, 'accelerator')} use trainer.strategy: sentiment_pl.training.strategies.ZeroOffload "
+                "(it offloads the optimizer to the CPU) or a torch optimizer such as torch.optim.AdamW")
         return
     if ds["stage"] == 3 and quantized:
         raise IncompatibleSettings(

@@ -15,7 +15,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
-from sentiment_pl.metrics import trivial_baselines
+from sentiment_pl.training.metrics import trivial_baselines
 
 log = logging.getLogger(__name__)
 
