@@ -79,7 +79,7 @@ def write_jsonl(path: Path, texts: list[str], labels: list[int]) -> Path:
 
 
 def base_spec(setting: Setting, quantization: str = "nf4"):
-    from sentiment_pl.model import BaseModelSpec
+    from sentiment_pl.model.base import BaseModelSpec
 
     return BaseModelSpec(name=setting.weights, random_init=False, quantization=quantization, dtype="float32",
                          gradient_checkpointing=setting.gradient_checkpointing)
@@ -88,7 +88,7 @@ def base_spec(setting: Setting, quantization: str = "nf4"):
 def save_random_weights(arch: str, folder: Path) -> Path:
     """Build the architecture with random weights (seed 0) once and save it, so every child loads the same model
     in 4-bit the way a real checkpoint loads, without paying for the random init each time."""
-    from sentiment_pl.model import BaseModelSpec, load_base_model
+    from sentiment_pl.model.base import BaseModelSpec, load_base_model
 
     spec = BaseModelSpec(name=str(TOKENIZER), random_init=True, architecture=ARCHITECTURES[arch],
                          quantization="none", dtype="float32")

@@ -81,7 +81,7 @@ def run_ours(job: dict[str, Any], full_head: bool = False, trim_last_layer: bool
     from sentiment_pl.data.batching import Collator
     from sentiment_pl.data.datamodule import TweetSentimentData
     from sentiment_pl.data.sources import LocalFiles
-    from sentiment_pl.model import LoraSettings
+    from sentiment_pl.model.base import LoraSettings
     from sentiment_pl.training.module import SentimentClassifier
 
     setting = Setting(**job["setting"])
@@ -145,7 +145,7 @@ def run_trl(job: dict[str, Any]) -> dict[str, Any]:
     from transformers import TrainerCallback
     from trl import SFTConfig, SFTTrainer
 
-    from sentiment_pl.model import load_base_model
+    from sentiment_pl.model.base import load_base_model
 
     setting = Setting(**job["setting"])
     timed, warm, tokenizer = encode(job["files"], setting)

@@ -54,7 +54,7 @@ def build(setting: Setting, test_file: str, batch_size: int):
 
     from sentiment_pl.data.datamodule import TweetSentimentData
     from sentiment_pl.data.sources import LocalFiles
-    from sentiment_pl.model import LoraSettings
+    from sentiment_pl.model.base import LoraSettings
     from sentiment_pl.training.module import SentimentClassifier
 
     module = SentimentClassifier(base=base_spec(setting), lora=LoraSettings())

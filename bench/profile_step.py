@@ -70,7 +70,7 @@ def profiled_fit(setting: Setting, files: dict[str, str], warmup: int, steps: in
 
     from sentiment_pl.data.datamodule import TweetSentimentData
     from sentiment_pl.data.sources import LocalFiles
-    from sentiment_pl.model import LoraSettings
+    from sentiment_pl.model.base import LoraSettings
     from sentiment_pl.training.module import SentimentClassifier
 
     prof = torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU])

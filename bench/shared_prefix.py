@@ -28,8 +28,8 @@ from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.data.prompts import CLASS_NAMES, PromptSpec
 from sentiment_pl.data.sources import TweetEvalFolder
 from sentiment_pl.files import atomic_write_text
-from sentiment_pl.model import BaseModelSpec, LoraSettings
-from sentiment_pl.objective import completion_loss
+from sentiment_pl.model.base import BaseModelSpec, LoraSettings
+from sentiment_pl.model.objective import completion_loss
 from sentiment_pl.training.module import SentimentClassifier
 
 ROOT = Path(__file__).resolve().parents[1]

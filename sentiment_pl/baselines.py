@@ -20,7 +20,7 @@ class BaseOnlyClassifier(SentimentClassifier):
     """The classifier with the base model alone: no adapters, nothing trainable (zero-shot)."""
 
     def build_model(self):
-        from sentiment_pl.model import load_base_model
+        from sentiment_pl.model.base import load_base_model
 
         return load_base_model(self.base, device=self.trainer.strategy.root_device if self._trainer else "cpu")
 

@@ -8,10 +8,10 @@ from typing import Literal
 
 import lightning.pytorch as pl
 
-from sentiment_pl.adapter import AdapterInfo
 from sentiment_pl.data.datamodule import TweetSentimentData
 from sentiment_pl.data.sources import DataError
 from sentiment_pl.data.tweet_files import BlankRows, InputFormat, TweetFile
+from sentiment_pl.model.adapter import AdapterInfo
 from sentiment_pl.training.adapter_classifier import AdapterClassifier
 from sentiment_pl.training.callbacks.predictions import PredictionWriter
 

@@ -11,7 +11,7 @@ from sentiment_pl.baselines import baselines
 from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.data.prompts import CLASS_NAMES, PromptSpec
 from sentiment_pl.generation import generate_answers, parse_answer
-from sentiment_pl.model import BaseModelSpec, load_base_model
+from sentiment_pl.model.base import BaseModelSpec, load_base_model
 
 
 @pytest.mark.parametrize(("answer", "expected"), [

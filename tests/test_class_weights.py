@@ -6,12 +6,12 @@ import torch
 import torch.nn.functional as F
 
 from conftest import TINY_ARCHITECTURE
-from sentiment_pl.class_weights import resolve_class_weights, weighted_completion_loss
 from sentiment_pl.data.batching import Collator
 from sentiment_pl.data.encoding import IGNORE_INDEX, ChatEncoder
 from sentiment_pl.data.prompts import PromptSpec
-from sentiment_pl.model import BaseModelSpec
-from sentiment_pl.objective import completion_loss
+from sentiment_pl.model.base import BaseModelSpec
+from sentiment_pl.model.class_weights import resolve_class_weights, weighted_completion_loss
+from sentiment_pl.model.objective import completion_loss
 from sentiment_pl.training.module import SentimentClassifier
 
 

@@ -11,7 +11,7 @@ import yaml
 
 from conftest import ROOT, TINY_ARCHITECTURE, tiny_base_config
 from sentiment_pl.cli import main
-from sentiment_pl.model import BaseModelSpec, LoraSettings, add_adapters, load_base_model
+from sentiment_pl.model.base import BaseModelSpec, LoraSettings, add_adapters, load_base_model
 
 pytestmark = pytest.mark.slow
 

@@ -22,7 +22,7 @@ from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.data.sources import DataError
 from sentiment_pl.errors import InputError
 from sentiment_pl.export import export
-from sentiment_pl.model import BaseModelSpec, load_base_model
+from sentiment_pl.model.base import BaseModelSpec, load_base_model
 from sentiment_pl.training.adapter_classifier import AdapterClassifier
 
 pytestmark = pytest.mark.slow

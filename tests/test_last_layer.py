@@ -15,9 +15,9 @@ from test_prefix import GRADS, HIDDEN, make_classifier, real_batch
 from conftest import TINY_ARCHITECTURE
 from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.data.prompts import PromptSpec
-from sentiment_pl.last_layer import ReadPositionsDecoderLayer, read_mask, read_positions_last_layer
-from sentiment_pl.model import BaseModelSpec, load_base_model
-from sentiment_pl.objective import completion_loss, supervised_positions
+from sentiment_pl.model.base import BaseModelSpec, load_base_model
+from sentiment_pl.model.fast.last_layer import ReadPositionsDecoderLayer, read_mask, read_positions_last_layer
+from sentiment_pl.model.objective import completion_loss, supervised_positions
 from sentiment_pl.training.module import SentimentClassifier
 
 MODES = {"system-turn": "shared", "packed-only": (), "padded-rows": None}

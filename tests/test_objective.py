@@ -5,7 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from sentiment_pl.data.encoding import IGNORE_INDEX
-from sentiment_pl.objective import (answer_sequences, completion_loss, first_token_scores, sequence_log_probs,
+from sentiment_pl.model.objective import (answer_sequences, completion_loss, first_token_scores, sequence_log_probs,
                                     supervised_positions)
 
 

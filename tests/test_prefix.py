@@ -17,9 +17,9 @@ from sentiment_pl.data.batching import Collator
 from sentiment_pl.data.encoding import IGNORE_INDEX, ChatEncoder, EncodingError
 from sentiment_pl.data.prompts import PromptSpec
 from sentiment_pl.data.system_turn import common_prefix
-from sentiment_pl.model import BaseModelSpec, LoraSettings, load_base_model
-from sentiment_pl.objective import completion_loss
-from sentiment_pl.prefix import shared_prefix_hidden_states, use_shared_prefix_attention
+from sentiment_pl.model.base import BaseModelSpec, LoraSettings, load_base_model
+from sentiment_pl.model.fast.prefix import shared_prefix_hidden_states, use_shared_prefix_attention
+from sentiment_pl.model.objective import completion_loss
 from sentiment_pl.training.module import SentimentClassifier
 
 HIDDEN = {"rtol": 1e-5, "atol": 1e-5}

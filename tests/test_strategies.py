@@ -61,7 +61,7 @@ def test_zero_offload_trains_only_adapters_with_cpu_adam(zero_run):
 def test_deepspeed_checkpoint_holds_no_frozen_weights_and_adapter_loads_in_peft(zero_run, tokenizer_dir):
     from peft import PeftModel
 
-    from sentiment_pl.model import BaseModelSpec, load_base_model
+    from sentiment_pl.model.base import BaseModelSpec, load_base_model
     from conftest import TINY_ARCHITECTURE
 
     ckpt = zero_run["log_dir"] / "checkpoints" / "last.ckpt"

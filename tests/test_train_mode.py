@@ -7,7 +7,7 @@ import lightning.pytorch as pl
 from conftest import TINY_ARCHITECTURE
 from sentiment_pl.data.datamodule import TweetSentimentData
 from sentiment_pl.data.sources import LocalFiles
-from sentiment_pl.model import BaseModelSpec
+from sentiment_pl.model.base import BaseModelSpec
 from sentiment_pl.training.module import SentimentClassifier
 
 

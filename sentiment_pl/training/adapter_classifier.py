@@ -7,9 +7,9 @@ from pathlib import Path
 
 import torch
 
-from sentiment_pl.adapter import AdapterInfo
 from sentiment_pl.data.sources import DataError
 from sentiment_pl.errors import InputError
+from sentiment_pl.model.adapter import AdapterInfo
 from sentiment_pl.training.module import SentimentClassifier
 
 

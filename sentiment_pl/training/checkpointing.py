@@ -149,7 +149,7 @@ class AdapterExport(Callback):
         self.dirpath = dirpath
 
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        from sentiment_pl.adapter import save_adapter
+        from sentiment_pl.model.adapter import save_adapter
 
         # `trainer.log_dir` is a collective (rank zero broadcasts it): every rank asks, before rank zero writes.
         target = Path(self.dirpath or os.path.join(trainer.log_dir or trainer.default_root_dir, "adapter"))

@@ -9,14 +9,14 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 
-from sentiment_pl.class_weights import resolve_class_weights, weighted_completion_loss
 from sentiment_pl.errors import InputError
-from sentiment_pl.last_layer import place, read_mask, read_positions_last_layer
-from sentiment_pl.model import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head, count_parameters
-from sentiment_pl.model import load_base_model
-from sentiment_pl.objective import answer_sequences, completion_loss, first_token_scores, scoring_positions
-from sentiment_pl.objective import sequence_log_probs, supervised_positions
-from sentiment_pl.prefix import check_attention, shared_prefix_hidden_states, use_shared_prefix_attention
+from sentiment_pl.model.base import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head, count_parameters
+from sentiment_pl.model.base import load_base_model
+from sentiment_pl.model.class_weights import resolve_class_weights, weighted_completion_loss
+from sentiment_pl.model.fast.last_layer import place, read_mask, read_positions_last_layer
+from sentiment_pl.model.fast.prefix import check_attention, shared_prefix_hidden_states, use_shared_prefix_attention
+from sentiment_pl.model.objective import answer_sequences, completion_loss, first_token_scores, scoring_positions
+from sentiment_pl.model.objective import sequence_log_probs, supervised_positions
 from sentiment_pl.training.metrics import make_metrics, metrics_record, scalar_metrics
 from sentiment_pl.training.schedule import build_schedule, check_schedule
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 
 from sentiment_pl.errors import InputError
-from sentiment_pl.objective import Head, supervised_positions
+from sentiment_pl.model.objective import Head, supervised_positions
 
 
 def weighted_completion_loss(hidden: torch.Tensor, labels: torch.Tensor, head: Head,

@@ -16,7 +16,7 @@ from sentiment_pl.data.prompts import PromptSpec
 from sentiment_pl.data.sources import DataError
 from sentiment_pl.errors import InputError
 from sentiment_pl.files import atomic_directory
-from sentiment_pl.model import BaseModelSpec, LoraSettings
+from sentiment_pl.model.base import BaseModelSpec, LoraSettings
 
 INFO_FILE = "sentiment_pl.json"
 CARD_FILE = "README.md"
@@ -77,7 +77,7 @@ def merge_adapter(adapter: str | Path, directory: str | Path, base_name: str | N
     from peft import PeftModel
     from transformers import AutoTokenizer
 
-    from sentiment_pl.model import load_base_model
+    from sentiment_pl.model.base import load_base_model
 
     info = AdapterInfo.read(adapter)
     spec = dataclasses.replace(info.base, name=base_name) if base_name else info.base

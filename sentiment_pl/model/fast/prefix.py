@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import torch
 
 from sentiment_pl.errors import InputError
-from sentiment_pl.last_layer import place
+from sentiment_pl.model.fast.last_layer import place
 
 ATTENTION = "sentiment_pl_shared_prefix"
 # The kernels the split attention wraps: any that takes an additive 4-D mask would do; sdpa is the default one.
@@ -150,8 +150,8 @@ def shared_prefix_hidden_states(backbone, input_ids: torch.Tensor, attention_mas
     Equal, up to float rounding, to `backbone(input_ids, attention_mask).last_hidden_state` at every real token,
     gradients included; zeros at padded positions, which are never computed. The decoder runs once, on one packed
     sequence: the prefix, then every row's remaining real tokens, with the positions they have in their rows.
-    Given `read` (rows, columns of real tokens, each once; see `sentiment_pl.last_layer`), the last layer runs in
-    full there only, and every other position is zero.
+    Given `read` (rows, columns of real tokens, each once; see `sentiment_pl.model.fast.last_layer`), the last
+    layer runs in full there only, and every other position is zero.
     """
     if not backbone.config._attn_implementation.startswith(ATTENTION):
         raise RuntimeError("shared_prefix_hidden_states needs use_shared_prefix_attention(model) first")
