@@ -7,10 +7,10 @@ import yaml
 from sklearn.metrics import f1_score
 
 from conftest import TINY_ARCHITECTURE, tiny_base_config
-from sentiment_pl.baselines import baselines
+from sentiment_pl.commands.baselines import baselines
+from sentiment_pl.commands.generation import generate_answers, parse_answer
 from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.data.prompts import CLASS_NAMES, PromptSpec
-from sentiment_pl.generation import generate_answers, parse_answer
 from sentiment_pl.model.base import BaseModelSpec, load_base_model
 
 

@@ -15,13 +15,13 @@ import torch
 import yaml
 
 from conftest import TINY_ARCHITECTURE
-from sentiment_pl.classify import classify
 from sentiment_pl.cli import main
+from sentiment_pl.commands.classify import classify
+from sentiment_pl.commands.export import export
 from sentiment_pl.data.batching import Collator
 from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.data.sources import DataError
 from sentiment_pl.errors import InputError
-from sentiment_pl.export import export
 from sentiment_pl.model.base import BaseModelSpec, load_base_model
 from sentiment_pl.training.adapter_classifier import AdapterClassifier
 

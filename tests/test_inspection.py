@@ -5,9 +5,9 @@ import re
 
 import yaml
 
+from sentiment_pl.commands.inspection import inspect
 from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.data.prompts import CLASS_NAMES, PromptSpec
-from sentiment_pl.inspection import inspect
 
 
 def test_inspect_prints_the_mask_and_statistics(tmp_path, tweets, tokenizer, tokenizer_dir, capsys):

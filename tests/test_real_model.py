@@ -13,9 +13,9 @@ import pytest
 import torch
 import yaml
 
-from sentiment_pl.baselines import baselines
 from sentiment_pl.cli import main
-from sentiment_pl.export import export
+from sentiment_pl.commands.baselines import baselines
+from sentiment_pl.commands.export import export
 from sentiment_pl.training.checkpointing import load_checkpoint
 from sentiment_pl.training.module import VALIDATION_KEY
 from training_runs import tweeteval_folder, write_config
@@ -131,7 +131,7 @@ def test_merged_card_snippet_runs_and_agrees_with_the_classifier(run, exported, 
     result = subprocess.run([sys.executable, "-c", "import sys; sys.modules['peft'] = None\n" + snippet, *tweets],
                             check=True, capture_output=True, text=True)
     merged_probs = yaml.safe_load(result.stdout.strip().splitlines()[-1])
-    from sentiment_pl.classify import classify
+    from sentiment_pl.commands.classify import classify
 
     (tmp_path / "tweets.txt").write_text("\n".join(tweets) + "\n")
     classify(str(exported["out"] / "adapter"), str(tmp_path / "tweets.txt"), str(tmp_path / "preds.jsonl"),

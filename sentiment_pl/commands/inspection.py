@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import torch
 
+from sentiment_pl.commands.run_config import instantiate_run
 from sentiment_pl.data.encoding import IGNORE_INDEX, Encoded
 from sentiment_pl.data.sources import Split
-from sentiment_pl.run_config import instantiate_run
 
 STAGE_OF: dict[str, str] = {"train": "fit", "validation": "validate", "test": "test"}  # data setup stages
 

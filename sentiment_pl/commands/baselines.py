@@ -9,9 +9,9 @@ import lightning.pytorch as pl
 import torch
 from torchmetrics.functional.classification import multiclass_f1_score, multiclass_recall
 
+from sentiment_pl.commands.generation import generate_answers, parse_answer
+from sentiment_pl.commands.run_config import instantiate_run
 from sentiment_pl.data.sources import Split, TweetSource, TweetSplit
-from sentiment_pl.generation import generate_answers, parse_answer
-from sentiment_pl.run_config import instantiate_run
 from sentiment_pl.training.metrics import trivial_baselines
 from sentiment_pl.training.module import SentimentClassifier
 

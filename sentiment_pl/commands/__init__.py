@@ -5,10 +5,10 @@ from __future__ import annotations
 
 
 def _commands() -> dict:
-    from sentiment_pl.baselines import baselines
-    from sentiment_pl.classify import classify
-    from sentiment_pl.export import export
-    from sentiment_pl.inspection import inspect
+    from sentiment_pl.commands.baselines import baselines
+    from sentiment_pl.commands.classify import classify
+    from sentiment_pl.commands.export import export
+    from sentiment_pl.commands.inspection import inspect
 
     return {"classify": classify, "export": export, "inspect": inspect, "baselines": baselines}
 

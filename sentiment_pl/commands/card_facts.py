@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
+from sentiment_pl.commands.model_card import CardFacts, read_test_results
 from sentiment_pl.locate import locate
-from sentiment_pl.model_card import CardFacts, read_test_results
 from sentiment_pl.training.module import VALIDATION_KEY
 from sentiment_pl.training.report import test_results_path
 

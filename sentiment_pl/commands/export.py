@@ -7,11 +7,11 @@ from pathlib import Path
 
 import yaml
 
-from sentiment_pl.card_facts import gather_facts
+from sentiment_pl.commands.card_facts import gather_facts
+from sentiment_pl.commands.model_card import model_card
+from sentiment_pl.commands.run_config import instantiate_run
 from sentiment_pl.errors import InputError
 from sentiment_pl.model.adapter import merge_adapter, save_adapter
-from sentiment_pl.model_card import model_card
-from sentiment_pl.run_config import instantiate_run
 from sentiment_pl.training.checkpointing import load_checkpoint
 
 
