@@ -7,7 +7,8 @@ import torch.nn.functional as F
 
 from conftest import TINY_ARCHITECTURE
 from sentiment_pl.data.encoding import IGNORE_INDEX
-from sentiment_pl.model.base import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head, load_base_model
+from sentiment_pl.model.base import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head
+from sentiment_pl.model.base import load_base_model
 from sentiment_pl.model.objective import completion_loss
 
 

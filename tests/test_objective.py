@@ -5,8 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from sentiment_pl.data.encoding import IGNORE_INDEX
-from sentiment_pl.model.objective import (answer_sequences, completion_loss, first_token_scores, sequence_log_probs,
-                                    supervised_positions)
+from sentiment_pl.model.objective import (answer_sequences, completion_loss, first_token_scores,
+                                          sequence_log_probs, supervised_positions)
 
 
 def test_loss_equals_full_logit_cross_entropy():

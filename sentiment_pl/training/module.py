@@ -10,13 +10,14 @@ import torch
 from lightning.pytorch.cli import OptimizerCallable
 
 from sentiment_pl.errors import InputError
-from sentiment_pl.model.base import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head, count_parameters
-from sentiment_pl.model.base import load_base_model
+from sentiment_pl.model.base import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head
+from sentiment_pl.model.base import count_parameters, load_base_model
 from sentiment_pl.model.class_weights import resolve_class_weights, weighted_completion_loss
 from sentiment_pl.model.fast.last_layer import place, read_mask, read_positions_last_layer
-from sentiment_pl.model.fast.prefix import check_attention, shared_prefix_hidden_states, use_shared_prefix_attention
-from sentiment_pl.model.objective import answer_sequences, completion_loss, first_token_scores, scoring_positions
-from sentiment_pl.model.objective import sequence_log_probs, supervised_positions
+from sentiment_pl.model.fast.prefix import check_attention, shared_prefix_hidden_states
+from sentiment_pl.model.fast.prefix import use_shared_prefix_attention
+from sentiment_pl.model.objective import answer_sequences, completion_loss, first_token_scores
+from sentiment_pl.model.objective import scoring_positions, sequence_log_probs, supervised_positions
 from sentiment_pl.training.metrics import make_metrics, metrics_record, scalar_metrics
 from sentiment_pl.training.schedule import build_schedule, check_schedule
 
