@@ -1,5 +1,6 @@
-"""Small real training runs for the strategy, resume and multi-process tests: a TweetEval-layout folder of real
-tweets, and a LightningCLI config for a 4-bit tiny Llama with LoRA on it."""
+"""Small real training runs for the strategy, resume, schedule and multi-process tests: a TweetEval-layout folder
+of real tweets, a LightningCLI config for a 4-bit tiny Llama with LoRA on it, and the callbacks that record a run
+(named in configs as `training_runs.X`, which resolves from every test folder and in the worker script)."""
 
 from __future__ import annotations
 
@@ -80,6 +81,17 @@ class LossRecorder(Callback):
                    "loss": float(outputs["loss"]), "indices": batch["index"].tolist()}
             with open(self.path, "a") as f:
                 f.write(json.dumps(row) + "\n")
+
+
+class RateRecorder(Callback):
+    """Appends the learning rate of every optimizer step to a JSON-lines file."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        with open(self.path, "a") as f:
+            f.write(json.dumps(trainer.optimizers[0].param_groups[0]["lr"]) + "\n")
 
 
 def recorded(path: Path) -> list[dict]:

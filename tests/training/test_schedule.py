@@ -6,7 +6,6 @@ import re
 from pathlib import Path
 
 import pytest
-from lightning.pytorch.callbacks import Callback
 
 from sentiment_pl.cli import main
 from sentiment_pl.training.module import SentimentClassifier
@@ -25,23 +24,12 @@ def test_warmup_that_leaves_no_run_is_refused():
         SentimentClassifier(lr_schedule="linear", warmup_ratio=1.0)
 
 
-class RateRecorder(Callback):
-    """Appends the learning rate of every optimizer step to a JSON-lines file."""
-
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        with open(self.path, "a") as f:
-            f.write(json.dumps(trainer.optimizers[0].param_groups[0]["lr"]) + "\n")
-
-
 @pytest.mark.slow
 def test_fit_steps_through_the_configured_rates(tmp_path: Path, tokenizer_dir, tweeteval_dir):
     data = tweeteval_folder(tmp_path / "data", tweeteval_dir, {"train": 40, "val": 8, "test": 8})
     log = tmp_path / "rates.jsonl"
     config = tiny_config(tmp_path, tokenizer_dir, data, {
-        "trainer": {"max_steps": 10, "callbacks": [{"class_path": "test_schedule.RateRecorder",
+        "trainer": {"max_steps": 10, "callbacks": [{"class_path": "training_runs.RateRecorder",
                                                     "init_args": {"path": str(log)}}]},
         "model": {"lr_schedule": "linear", "warmup_ratio": 0.2}})
     main(["fit", "--config", str(write_config(tmp_path / "config.yaml", config))])

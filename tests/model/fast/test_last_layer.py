@@ -3,16 +3,16 @@
 Checked on the 4-bit tiny Llama with LoRA (random B, so every adapter has a gradient), on real tweets and the real
 tokenizer, through the three ways rows reach the decoder: the shared system-turn prefix, packed rows without one,
 and plain padded rows; with and without gradient checkpointing. Tolerances as in test_prefix.py (float32, the
-computations differ only in summation order).
+computations differ only in summation order; tests/fast_paths.py).
 """
 
 import copy
 
 import pytest
 import torch
-from test_prefix import GRADS, HIDDEN, make_classifier, real_batch
 
 from conftest import TINY_ARCHITECTURE
+from fast_paths import GRADS, HIDDEN, make_classifier, real_batch
 from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.data.prompts import PromptSpec
 from sentiment_pl.model.base import BaseModelSpec, load_base_model

@@ -19,7 +19,7 @@ from training_runs import CPU_ADAM, ZERO_OFFLOAD, deep_update, recording, tiny_c
 from training_runs import tweeteval_folder, write_config
 
 pytestmark = pytest.mark.slow
-WORKER = Path(__file__).with_name("multiprocess_worker.py")
+WORKER = ROOT / "tests" / "multiprocess_worker.py"  # beside training_runs, which it imports
 SIZES = {"train": 24, "val": 23, "test": 21}
 
 

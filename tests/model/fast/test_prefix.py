@@ -1,4 +1,5 @@
-"""The shared system-turn prefix: where the split falls, and that computing it once per batch changes nothing.
+"""The shared system-turn prefix in the model: computing it once per batch changes nothing. (Where the split
+falls, the encoder's side: tests/data/test_system_turn.py.)
 
 Equality is checked on a 4-bit NF4 tiny Llama with LoRA on k_proj/v_proj (non-zero B, so every adapter has a
 gradient), with and without gradient checkpointing, with gradient accumulation, on real tweets with the real
@@ -7,23 +8,18 @@ only in summation order (measured: ~1e-6 relative): hidden states and losses rto
 gradients (up to ~0.5) rtol 1e-5 / atol 1e-6; class log-probabilities atol 1e-5.
 """
 
-import copy
-
 import pytest
 import torch
 
 from conftest import TINY_ARCHITECTURE
+from fast_paths import GRADS, HIDDEN, make_classifier, real_batch
 from sentiment_pl.data.batching import Collator
-from sentiment_pl.data.encoding import IGNORE_INDEX, ChatEncoder, EncodingError
+from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.data.prompts import PromptSpec
-from sentiment_pl.data.system_turn import common_prefix
 from sentiment_pl.model.base import BaseModelSpec, LoraSettings, load_base_model
 from sentiment_pl.model.fast.prefix import shared_prefix_hidden_states, use_shared_prefix_attention
 from sentiment_pl.model.objective import completion_loss
 from sentiment_pl.training.module import SentimentClassifier
-
-HIDDEN = {"rtol": 1e-5, "atol": 1e-5}
-GRADS = {"rtol": 1e-5, "atol": 1e-6}
 
 
 @pytest.fixture(scope="module")
@@ -31,72 +27,12 @@ def encoder(tokenizer):
     return ChatEncoder(tokenizer, PromptSpec(), max_length=256)
 
 
-def test_common_prefix():
-    assert common_prefix([[1, 2, 3, 4], [1, 2, 5], [1, 2, 3]]) == (1, 2)
-    assert common_prefix([[1, 2], [1, 2, 3]]) == (1, 2)
-    assert common_prefix([[7], [1, 2]]) == ()
-
-
-def test_prefix_is_the_system_turn_and_opens_every_example(encoder, tokenizer, tweets):
-    prefix = list(encoder.prefix_ids)
-    assert tokenizer.decode(prefix) == f"<|system|>\n{PromptSpec().system_prompt}</s>\n"
-    assert len(prefix) == 43
-    for text, sentiment in zip(tweets.texts[:300], tweets.sentiments[:300]):
-        e = encoder.encode(text, sentiment)
-        assert e.input_ids[: len(prefix)] == prefix
-        # The first supervised target comes after the prefix and the user turn: the loss never needs a logit
-        # at a prefix position.
-        assert e.prompt_length > len(prefix) + 1
-        assert set(e.labels[: e.prompt_length]) == {IGNORE_INDEX}
-
-
-def test_no_system_turn_no_prefix(tokenizer):
-    assert ChatEncoder(tokenizer, PromptSpec(system_prompt=""), max_length=256).prefix_ids == ()
-
-
-def test_a_system_turn_that_changes_with_the_tweet_is_an_error(tokenizer):
-    shouting = copy.deepcopy(tokenizer)
-    # Renders the system turn in capitals when the tweet contains SHOUT: no probe tweet triggers it.
-    shouting.chat_template = tokenizer.chat_template.replace(
-        "{{ '<|system|>\n' + message['content'] + eos_token }}",
-        "{{ '<|system|>\n' + (message['content'].upper() if 'SHOUT' in messages[-1]['content'] else "
-        "message['content']) + eos_token }}")
-    encoder = ChatEncoder(shouting, PromptSpec(), max_length=256)
-    assert len(encoder.prefix_ids) == 43
-    encoder.encode("calm tweet", 1)
-    with pytest.raises(EncodingError, match="does not start with the system turn"):
-        encoder.encode("SHOUT tweet", 1)
-
-
 # -- the model: shared equals unshared ---------------------------------------------------------------------------
-
-
-def make_classifier(tokenizer_dir, encoder, gradient_checkpointing: bool = False) -> SentimentClassifier:
-    """A 4-bit tiny Llama + LoRA (no dropout, random B) in a SentimentClassifier, outside a Trainer."""
-    spec = BaseModelSpec(name=str(tokenizer_dir), random_init=True, architecture=TINY_ARCHITECTURE,
-                         quantization="nf4", dtype="float32", gradient_checkpointing=gradient_checkpointing)
-    module = SentimentClassifier(spec, LoraSettings(dropout=0.0))
-    module.configure_model()
-    torch.manual_seed(0)
-    for name, p in module.model.named_parameters():
-        if "lora_B" in name:
-            torch.nn.init.normal_(p, std=0.1)  # B starts at zero; non-zero B gives every A a gradient
-    module.answers, module.pad_id = encoder.answers, 0
-    module.model.train()
-    return module
 
 
 @pytest.fixture(scope="module")
 def classifier(tokenizer_dir, encoder):
     return make_classifier(tokenizer_dir, encoder)
-
-
-def real_batch(encoder, tweets, start: int, size: int) -> dict[str, torch.Tensor]:
-    """Right-padded batch of real tweets; their lengths differ, so most rows are padded."""
-    items = [(i, encoder.encode(tweets.texts[i], tweets.sentiments[i])) for i in range(start, start + size)]
-    batch = Collator(pad_token_id=0)(items)
-    assert (batch["attention_mask"] == 0).any()
-    return batch
 
 
 def loss_and_grads(module, batches,
