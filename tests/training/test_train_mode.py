@@ -3,6 +3,7 @@
 import json
 
 import lightning.pytorch as pl
+from transformers.modeling_layers import GradientCheckpointingLayer
 
 from conftest import TINY_ARCHITECTURE
 from sentiment_pl.data.datamodule import TweetSentimentData
@@ -15,12 +16,16 @@ class ModeProbe(pl.Callback):
     def __init__(self) -> None:
         self.eval_modules: list[str] | None = None
         self.checkpointing: list[bool] = []
+        self.decoder_layers = 0
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
         self.eval_modules = [name for name, m in pl_module.named_modules() if not m.training]
         # A transformers decoder layer recomputes in backward only when checkpointing is set AND it is training.
-        self.checkpointing = [bool(getattr(m, "gradient_checkpointing", False)) and m.training
-                              for m in pl_module.modules() if type(m).__name__ == "LlamaDecoderLayer"]
+        # Every module that carries the flag is checked, whatever its class: the trimmed last layer is a subclass
+        # of LlamaDecoderLayer with a name of its own.
+        self.checkpointing = [bool(m.gradient_checkpointing) and m.training
+                              for m in pl_module.modules() if hasattr(m, "gradient_checkpointing")]
+        self.decoder_layers = sum(isinstance(m, GradientCheckpointingLayer) for m in pl_module.modules())
 
 
 def test_fit_trains_in_training_mode_with_checkpointing_active(tweets, tokenizer_dir, tmp_path):
@@ -37,3 +42,4 @@ def test_fit_trains_in_training_mode_with_checkpointing_active(tweets, tokenizer
         SentimentClassifier(base=spec), datamodule=data)
     assert probe.eval_modules == []
     assert probe.checkpointing and all(probe.checkpointing)
+    assert probe.decoder_layers == TINY_ARCHITECTURE["num_hidden_layers"]  # every layer was among the checked

@@ -58,8 +58,9 @@ def assert_same_training(module, batches) -> None:
         torch.testing.assert_close(grads[name], ref, **GRADS, msg=name)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def classifier(tokenizer_dir, encoder):
+    """A fresh one for every test: the tests switch its prefix, trimming and scoring, and run backward on it."""
     module = make_classifier(tokenizer_dir, encoder)
     assert module.last_layer_trimmed  # on by default, for a Llama
     return module

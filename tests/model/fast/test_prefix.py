@@ -30,8 +30,9 @@ def encoder(tokenizer):
 # -- the model: shared equals unshared ---------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def classifier(tokenizer_dir, encoder):
+    """A fresh one for every test: the tests set its attributes and run backward on it."""
     return make_classifier(tokenizer_dir, encoder)
 
 
