@@ -23,7 +23,8 @@ SHARED = Path(os.environ.get("SENTIMENT_PL_SHARED", ROOT.parent / "shared"))
 TOKENIZER = SHARED / "models" / "TinyLlama-1.1B-Chat-v1.0"
 TWEETEVAL = SHARED / "data" / "tweet_eval" / "sentiment"
 
-# A tiny random-init Llama (d=256, 4 layers; the earlier offline default); `full` is TinyLlama-1.1B's own config.json, unchanged.
+# A tiny random-init Llama (d=256, 4 layers; the earlier offline default); `full` is TinyLlama-1.1B's own
+# config.json, unchanged.
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "tiny": {"hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 4, "num_attention_heads": 4,
              "num_key_value_heads": 2, "initializer_range": 0.1},

@@ -12,6 +12,7 @@ import yaml
 from conftest import ROOT, TINY_ARCHITECTURE, tiny_base_config
 from sentiment_pl.cli import main
 from sentiment_pl.model.base import BaseModelSpec, LoraSettings, add_adapters, load_base_model
+from sentiment_pl.training.module import VALIDATION_KEY
 
 pytestmark = pytest.mark.slow
 
@@ -84,6 +85,10 @@ def test_checkpoint_holds_only_adapter_weights(run):
     ckpt = torch.load(run["dir"] / "runs" / "t" / "fit" / "checkpoints" / "last.ckpt", weights_only=False)
     assert ckpt["state_dict"] and all("lora_" in k for k in ckpt["state_dict"])
     assert "optimizer_states" in ckpt and ckpt["global_step"] == 40
+    # It carries its own weights' validation figures (validation ran at step 40), as plain numbers.
+    validation = torch.load(run["log_dir"] / "checkpoints" / "last.ckpt", weights_only=True)[VALIDATION_KEY]
+    assert validation["step"] == 40 and validation["tweets"] == 32
+    assert validation["macro_f1"] == pytest.approx(scalars(run["log_dir"])["val/macro_f1"][-1], abs=1e-6)
 
 
 def read_predictions(path: Path) -> list[dict]:
@@ -94,8 +99,12 @@ def read_predictions(path: Path) -> list[dict]:
 def test_validate_test_predict_from_checkpoint(run, capsys):
     last = str(run["log_dir"] / "checkpoints" / "last.ckpt")
     common = ["--config", str(run["config"]), "--ckpt_path", last]
+    capsys.readouterr()
     validate = main(["validate", *common, "--trainer.logger", "false"])
-    assert 0 <= validate.trainer.callback_metrics["val/macro_f1"] <= 1
+    printed = capsys.readouterr().out
+    assert printed.count("this model") == 1 and f"validation of {last}: 32 tweets" in printed
+    row = next(line for line in printed.splitlines() if line.startswith("this model")).split()
+    assert float(row[2]) == pytest.approx(float(validate.trainer.callback_metrics["val/macro_f1"]), abs=5e-5)
     main(["test", *common, "--trainer.logger", "false"])
     out = capsys.readouterr().out
     assert "this model" in out and "always positive" in out and "uniform random (expected)" in out

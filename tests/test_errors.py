@@ -1,11 +1,9 @@
 """Bad user input ends any command with one line that names the file, key or value at fault, and exit status 1;
 no traceback, nothing written."""
 
-import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 
 from sentiment_pl.__main__ import main
 from training_runs import tiny_config, tweeteval_folder, write_config

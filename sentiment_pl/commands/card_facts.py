@@ -29,9 +29,10 @@ def gather_facts(module, data, config: dict[str, Any], checkpoint: dict[str, Any
         results["test"] = tested
     location = locate(module.base.name)
     hub_id = module.base.name if not location.gguf_file and not Path(location.path).is_dir() else None
+    base_model_id = base_model_id or hub_id
     return CardFacts(
-        title=f"Tweet sentiment classifier on {Path(module.base.name).name}",
-        base_name=module.base.name, base_model_id=base_model_id or hub_id,
+        title=f"Tweet sentiment classifier on {Path(base_model_id or module.base.name).name.removesuffix('.gguf')}",
+        base_name=module.base.name, base_model_id=base_model_id,
         license=base_license(module.base.name), class_names=data.prompt.class_names,
         system_prompt=data.prompt.system_prompt, answer_ids=tuple(a[0] for a in data.encoder.answers),
         recipe=recipe(module, data, config, checkpoint), results=results,

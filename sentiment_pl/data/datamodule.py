@@ -47,7 +47,8 @@ class TweetSentimentData(pl.LightningDataModule):
                  seed: int = 0, predict_split: Split = "test") -> None:
         super().__init__()
         if max_length < 8 or batch_size < 1:
-            raise InputError(f"data.max_length={max_length} and data.batch_size={batch_size} must be positive (>= 8, >= 1)")
+            raise InputError(f"data.max_length={max_length} and data.batch_size={batch_size} must be positive "
+                             "(>= 8, >= 1)")
         self.source, self.tokenizer_name, self.prompt = source, tokenizer, prompt
         self.max_length, self.batch_size = max_length, batch_size
         self.eval_batch_size = eval_batch_size or batch_size

@@ -37,7 +37,8 @@ def resolve_class_weights(setting: Sequence[float] | str, train_sentiments: Sequ
             raise InputError("model.class_weights='balanced' needs the labeled train split")
         counts = torch.bincount(torch.tensor(list(train_sentiments)), minlength=num_classes).double()
         if (counts == 0).any():
-            raise InputError(f"model.class_weights='balanced': a class has no training example (counts {counts.tolist()})")
+            raise InputError(f"model.class_weights='balanced': a class has no training example "
+                             f"(counts {counts.tolist()})")
         return (counts.sum() / (num_classes * counts)).float()
     weights = torch.tensor(list(setting), dtype=torch.float)
     if len(weights) != num_classes or (weights <= 0).any():

@@ -54,8 +54,8 @@ class ExactResume(Callback):
 
     Resuming happens only when asked (`--ckpt_path`) and is announced in one line; a new run beside an earlier
     run's checkpoints says so. The data order needs no state: the training sampler is seeded by epoch and skips
-    the batches the checkpoint had already consumed. Data loaders draw their worker seeds from their own generator, not the global one, so
-    the moment a loader is created does not shift the random stream.
+    the batches the checkpoint had already consumed. Data loaders draw their worker seeds from their own
+    generator, not the global one, so the moment a loader is created does not shift the random stream.
     """
 
     def __init__(self) -> None:
