@@ -107,11 +107,11 @@ def reference(exported, tokenizer):
     module.configure_model()
     module.model.eval()
     encoder = ChatEncoder(tokenizer, module.info.prompt, module.info.max_length)
-    module.class_names, module.answers = module.info.prompt.class_names, encoder.answers
+    module.task = encoder.task  # as setup() takes it from the data module
     encoded = [encoder.encode(t) for t in MESSY]
     with torch.no_grad():
         ours = module.class_log_probs(Collator(tokenizer.eos_token_id)(list(enumerate(encoded))))
-    task = {"system": module.info.prompt.system_prompt, "tweet": MESSY[0], "first_ids": [a[0] for a in encoder.answers],
+    task = {"system": module.info.prompt.system_prompt, "tweet": MESSY[0], "first_ids": list(encoder.task.first_ids),
             "prompts": [e.input_ids for e in encoded]}
     (exported["dir"] / "task.json").write_text(json.dumps(task))
     out = exported["dir"] / "merged_scores.json"
