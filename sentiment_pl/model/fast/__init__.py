@@ -2,7 +2,8 @@
 system-turn prefix run once per batch (`prefix`), and the last decoder layer run only where it is read
 (`last_layer`).
 
-The rest of the project meets them here only: `install_fast_paths` patches a model, and `read_hidden_states` is the one forward, returning the
+The rest of the project meets them here only: `install_fast_paths` patches a model (refusing a transformers
+version the patches were not written for, `versions`), and `read_hidden_states` is the one forward, returning the
 final hidden states at the positions asked for and nowhere else.
 """
 

@@ -25,6 +25,8 @@ from transformers.modeling_utils import ALL_ATTENTION_FUNCTIONS
 from transformers.models.llama.modeling_llama import (LlamaAttention, LlamaDecoderLayer, apply_rotary_pos_emb,
                                                       eager_attention_forward)
 
+from sentiment_pl.model.fast.versions import check_transformers_version
+
 log = logging.getLogger(__name__)
 
 
@@ -87,6 +89,7 @@ def read_positions_last_layer(backbone) -> bool:
         log.info("the last decoder layer (%s) runs at every position: the read-positions form is Llama's only",
                  type(layer).__name__)
         return False
+    check_transformers_version()
     layer.__class__ = ReadPositionsDecoderLayer
     layer.self_attn.__class__ = ReadPositionsAttention
     return True

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from sentiment_pl.errors import InputError
+from sentiment_pl.model.fast.versions import check_transformers_version
 
 ATTENTION = "sentiment_pl_shared_prefix"
 # The kernels the split attention wraps: any that takes an additive 4-D mask would do; sdpa is the default one.
@@ -36,6 +37,7 @@ def use_shared_prefix_attention(model) -> None:
     It is the model's own kernel (`sdpa`), unchanged for every ordinary call; only a forward given the
     `shared_prefix` layout splits attention into the prefix's and the rows'.
     """
+    check_transformers_version()
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
