@@ -34,7 +34,7 @@ def gather_facts(module, data, config: dict[str, Any], checkpoint: dict[str, Any
         title=f"Tweet sentiment classifier on {Path(base_model_id or module.base.name).name.removesuffix('.gguf')}",
         base_name=module.base.name, base_model_id=base_model_id,
         license=base_license(module.base.name), class_names=data.prompt.class_names,
-        system_prompt=data.prompt.system_prompt, answer_ids=tuple(a[0] for a in data.encoder.answers),
+        system_prompt=data.prompt.system_prompt, answer_ids=data.task.first_ids,
         recipe=recipe(module, data, config, checkpoint), results=results,
         tweeteval=type(data.source).__name__ in TWEETEVAL_SOURCES)
 

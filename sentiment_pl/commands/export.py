@@ -44,8 +44,8 @@ def export(train_config: str, ckpt_path: str, output: str, merge: bool = True, b
         raise InputError(f"{ckpt_path} holds weights the config's model lacks, e.g. {unexpected[:3]}")
     config = yaml.safe_load(Path(train_config).read_text(encoding="utf-8"))
     facts = gather_facts(module, data, config, checkpoint, Path(ckpt_path), base_model_id)
-    adapter = save_adapter(module, data.tokenizer, data.prompt, data.max_length, Path(output) / "adapter",
-                           card=model_card(facts, "adapter"))
+    adapter = save_adapter(module, data.tokenizer, data.prompt, data.max_length, data.task,
+                           Path(output) / "adapter", card=model_card(facts, "adapter"))
     print(f"adapter: {adapter} ({_size(adapter)})", flush=True)
     if merge:
         merged = merge_adapter(adapter, Path(output) / "merged", base_name, card=model_card(facts, "merged"))

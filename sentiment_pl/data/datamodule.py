@@ -13,6 +13,7 @@ from sentiment_pl.data.batching import Collator, EncodedDataset, LengthGroupedSa
 from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.data.prompts import PromptSpec
 from sentiment_pl.data.sources import HubTweetEval, Split, TweetSource, TweetSplit
+from sentiment_pl.data.task import TaskEncoding
 from sentiment_pl.errors import InputError
 from sentiment_pl.locate import load_tokenizer
 
@@ -56,6 +57,8 @@ class TweetSentimentData(pl.LightningDataModule):
         self.predict_split: Split = predict_split
         self.tokenizer = None
         self.encoder: ChatEncoder | None = None
+        # What the model reads of the encoding (set with the encoder, by load_tokenizer).
+        self.task: TaskEncoding | None = None
         self.raw: dict[Split, TweetSplit] = {}
         self.datasets: dict[Split, EncodedDataset] = {}
         self.truncated: dict[Split, int] = {}
@@ -87,6 +90,19 @@ class TweetSentimentData(pl.LightningDataModule):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token  # padding is masked out; any id will do
         self.encoder = ChatEncoder(self.tokenizer, self.prompt, self.max_length)
+        self.task = self.encoder.task
+
+    def class_counts(self, split: Split) -> tuple[int, ...] | None:
+        """Examples of each class in a split set up by `setup`; None when the split is unlabeled."""
+        if split not in self.raw:
+            raise RuntimeError(f"class_counts({split!r}) needs the split set up first")
+        sentiments = self.raw[split].sentiments
+        if sentiments is None:
+            return None
+        counts = [0] * len(self.prompt.class_names)
+        for s in sentiments:
+            counts[s] += 1
+        return tuple(counts)
 
     def train_dataloader(self) -> DataLoader:
         dataset = self.datasets["train"]
@@ -109,7 +125,7 @@ class TweetSentimentData(pl.LightningDataModule):
 
     def _loader(self, dataset: EncodedDataset, sampler, batch_size: int) -> DataLoader:
         return DataLoader(dataset, batch_size=batch_size, sampler=sampler, num_workers=self.num_workers,
-                          collate_fn=Collator(self.tokenizer.pad_token_id),
+                          collate_fn=Collator(self.task.pad_id),
                           persistent_workers=self.num_workers > 0,
                           # Worker seeds from a generator of their own: creating a loader then leaves the global
                           # random stream (dropout) alone, so a resumed run draws what an uninterrupted one does.

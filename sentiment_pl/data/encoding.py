@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from sentiment_pl.data.prompts import PromptSpec
 from sentiment_pl.data.system_turn import system_turn_prefix
+from sentiment_pl.data.task import TaskEncoding
 from sentiment_pl.errors import InputError
 
 # The target id that cross-entropy skips; the only one in the project.
@@ -58,9 +59,12 @@ class ChatEncoder:
                                 f"template and answer need {shortest} tokens")
 
     @property
-    def first_tokens_distinct(self) -> bool:
-        """True when one forward pass over the prompt can tell the classes apart by their first answer token."""
-        return len({a[0] for a in self.answers}) == len(self.answers)
+    def task(self) -> TaskEncoding:
+        """What the model needs of this encoding: classes, answers, the shared prefix, the pad id (the
+        tokenizer's, or its eos token when it has none: padding is masked out)."""
+        pad = self.tokenizer.pad_token_id
+        return TaskEncoding(tuple(self.prompt.class_names), self.answers, self.prefix_ids,
+                            self.eos_id if pad is None else pad)
 
     def _render(self, chat: list[dict[str, str]], add_generation_prompt: bool) -> list[int]:
         return self._render_many([chat], add_generation_prompt)[0]

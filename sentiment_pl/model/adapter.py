@@ -1,8 +1,10 @@
 """Adapter directories: everything needed to classify without the training config.
 
 A directory holds the peft adapter (`adapter_config.json`, `adapter_model.safetensors`), the tokenizer with its
-chat template, and `sentiment_pl.json`: the base model spec, LoRA settings, prompt and maximum length. Loading
-one needs only the directory and, optionally, another name or path for the same base model.
+chat template, and `sentiment_pl.json`: the base model spec, LoRA settings, prompt, maximum length and the task's
+encoding (classes, answer ids, shared prefix, pad id; absent in older directories), which the tokenizer and prompt
+must reproduce on loading. Loading one needs only the directory and, optionally, another name or path for the same
+base model.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 
 from sentiment_pl.data.prompts import PromptSpec
 from sentiment_pl.data.sources import DataError
+from sentiment_pl.data.task import TaskEncoding
 from sentiment_pl.errors import InputError
 from sentiment_pl.files import atomic_directory
 from sentiment_pl.model.base import BaseModelSpec, LoraSettings
@@ -30,6 +33,8 @@ class AdapterInfo:
     lora: LoraSettings
     prompt: PromptSpec
     max_length: int
+    # How the tokenizer and prompt encoded the task in training; None in directories written before it was kept.
+    task: TaskEncoding | None = None
 
     def to_json(self) -> str:
         return json.dumps(dataclasses.asdict(self), indent=2, ensure_ascii=False)
@@ -41,7 +46,8 @@ class AdapterInfo:
             raw = json.loads(path.read_text(encoding="utf-8"))
             return cls(BaseModelSpec(**raw["base"]),
                        LoraSettings(**{**raw["lora"], "target_modules": tuple(raw["lora"]["target_modules"])}),
-                       PromptSpec(**raw["prompt"]), int(raw["max_length"]))
+                       PromptSpec(**raw["prompt"]), int(raw["max_length"]),
+                       TaskEncoding.from_dict(raw["task"]) if raw.get("task") is not None else None)
         except FileNotFoundError as err:
             raise DataError(f"{directory} is not an adapter directory: no {INFO_FILE} (make one with "
                             "`python -m sentiment_pl export`)") from err
@@ -49,13 +55,14 @@ class AdapterInfo:
             raise DataError(f"{path}: malformed ({err})") from err
 
 
-def save_adapter(module, tokenizer, prompt: PromptSpec, max_length: int, directory: str | Path,
+def save_adapter(module, tokenizer, prompt: PromptSpec, max_length: int, task: TaskEncoding, directory: str | Path,
                  card: str | None = None) -> Path:
     """Write the adapter directory of `module` (a trained `SentimentClassifier`: its `model`, `base` and `lora`),
-    with `card` as its README.md; it appears complete or not at all (written beside, then renamed)."""
+    with `card` as its README.md; it appears complete or not at all (written beside, then renamed). `task`: what
+    `tokenizer`, `prompt` and `max_length` encode (the data module's `task`)."""
     if module.lora is None:
         raise InputError("the model was trained without adapters (model.lora: null); export the merged model")
-    info = AdapterInfo(module.base, module.lora, prompt, max_length)
+    info = AdapterInfo(module.base, module.lora, prompt, max_length, task)
     with atomic_directory(directory) as tmp:
         module.model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)

@@ -12,31 +12,31 @@ import torch
 import torch.nn.functional as F
 
 from sentiment_pl.errors import InputError
-from sentiment_pl.model.objective import Head, supervised_positions
+from sentiment_pl.model.objective import Head, supervised_targets
 
 
 def weighted_completion_loss(hidden: torch.Tensor, labels: torch.Tensor, head: Head,
                              example_weights: torch.Tensor) -> torch.Tensor:
-    """Weighted mean cross-entropy over the supervised tokens; `example_weights` [batch] weighs every answer
-    token of its example. With equal weights it is `completion_loss`."""
-    rows, cols, targets = supervised_positions(labels)
-    if targets.numel() == 0:
-        raise ValueError("batch has no supervised token; every labeled example must carry its answer")
-    token_loss = F.cross_entropy(head(hidden[rows, cols]).float(), targets, reduction="none")
+    """Weighted mean cross-entropy over the supervised tokens; `hidden` [N, width]: the hidden states at
+    `supervised_positions(labels)`; `example_weights` [batch] weighs every answer token of its example. With
+    equal weights it is `completion_loss`."""
+    rows, targets = supervised_targets(hidden, labels)
+    token_loss = F.cross_entropy(head(hidden).float(), targets, reduction="none")
     weights = example_weights.to(token_loss.dtype)[rows]
     return (weights * token_loss).sum() / weights.sum()
 
 
-def resolve_class_weights(setting: Sequence[float] | str, train_sentiments: Sequence[int] | None,
+def resolve_class_weights(setting: Sequence[float] | str, train_counts: Sequence[int] | None,
                           num_classes: int) -> torch.Tensor:
-    """The weight of each class: given explicitly, or `balanced` = n / (classes * count of the class) on train."""
+    """The weight of each class: given explicitly, or `balanced` = n / (classes * count of the class) on train,
+    from the training examples of each class (`train_counts`; None when train is unlabeled)."""
     if isinstance(setting, str):
         if setting != "balanced":
             raise InputError(f"model.class_weights={setting!r}: use a list of {num_classes} numbers or 'balanced'")
-        if not train_sentiments:
+        if not train_counts or not sum(train_counts):
             raise InputError("model.class_weights='balanced' needs the labeled train split")
-        counts = torch.bincount(torch.tensor(list(train_sentiments)), minlength=num_classes).double()
-        if (counts == 0).any():
+        counts = torch.tensor(list(train_counts), dtype=torch.float64)
+        if len(counts) != num_classes or (counts == 0).any():
             raise InputError(f"model.class_weights='balanced': a class has no training example "
                              f"(counts {counts.tolist()})")
         return (counts.sum() / (num_classes * counts)).float()

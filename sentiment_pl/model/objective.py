@@ -1,7 +1,10 @@
-"""The masked-completion loss and class scoring, on final hidden states.
+"""The masked-completion loss and class scoring, on final hidden states at the positions they read.
 
 Only the positions that matter go through the output layer: the 2-3 answer positions per example in training,
-one position per example when scoring classes. A 32,000-way logit tensor at every position is never built.
+one position per example when scoring classes. A 32,000-way logit tensor at every position is never built. Each
+function takes the hidden states gathered at its positions, [N, width], in the order their positions function
+gives them: `supervised_positions(labels)` for the loss and sequence scores, `scoring_positions(prompt_lengths)`
+for first-token scores (`sentiment_pl.model.fast.read_hidden_states` reads exactly those).
 """
 
 from __future__ import annotations
@@ -26,13 +29,25 @@ def supervised_positions(labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tens
     return rows, cols, targets[rows, cols]
 
 
-def completion_loss(hidden: torch.Tensor, labels: torch.Tensor, head: Head) -> torch.Tensor:
-    """Mean cross-entropy over the supervised tokens of the batch, logits computed there only."""
-    rows, cols, targets = supervised_positions(labels)
+def supervised_targets(hidden: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(rows, target ids) of the supervised tokens whose hidden states `hidden` [N, width] holds, checked."""
+    rows, _, targets = supervised_positions(labels)
     if targets.numel() == 0:
         raise ValueError("batch has no supervised token; every labeled example must carry its answer")
-    logits = head(hidden[rows, cols]).float()
-    return F.cross_entropy(logits, targets)
+    check_gathered(hidden, len(targets), "supervised_positions(labels)")
+    return rows, targets
+
+
+def check_gathered(hidden: torch.Tensor, positions: int, source: str) -> None:
+    if hidden.dim() != 2 or hidden.shape[0] != positions:
+        raise ValueError(f"hidden states {list(hidden.shape)} are not the [{positions}, width] of {source}")
+
+
+def completion_loss(hidden: torch.Tensor, labels: torch.Tensor, head: Head) -> torch.Tensor:
+    """Mean cross-entropy over the supervised tokens of the batch; `hidden` [N, width]: the hidden states at
+    `supervised_positions(labels)`, the only logits computed."""
+    _, targets = supervised_targets(hidden, labels)
+    return F.cross_entropy(head(hidden).float(), targets)
 
 
 def scoring_positions(prompt_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,14 +55,13 @@ def scoring_positions(prompt_lengths: torch.Tensor) -> tuple[torch.Tensor, torch
     return torch.arange(len(prompt_lengths), device=prompt_lengths.device), prompt_lengths - 1
 
 
-def first_token_scores(hidden: torch.Tensor, prompt_lengths: torch.Tensor, head: Head,
-                       first_ids: Sequence[int]) -> torch.Tensor:
-    """Log-probability of each class's first answer token after the prompt: [batch, classes].
+def first_token_scores(hidden: torch.Tensor, head: Head, first_ids: Sequence[int]) -> torch.Tensor:
+    """Log-probability of each class's first answer token after the prompt: [batch, classes]; `hidden`
+    [batch, width]: the hidden states at `scoring_positions(prompt_lengths)`, each prompt's last token.
 
     Valid as a class score when the first tokens differ; one forward pass over the prompt scores every class.
     """
-    last = hidden[scoring_positions(prompt_lengths.to(hidden.device))]
-    log_probs = head(last).float().log_softmax(-1)
+    log_probs = head(hidden).float().log_softmax(-1)
     return log_probs[:, list(first_ids)]
 
 
@@ -70,7 +84,8 @@ def answer_sequences(input_ids: torch.Tensor, prompt_lengths: torch.Tensor, answ
 
 
 def sequence_log_probs(hidden: torch.Tensor, labels: torch.Tensor, head: Head) -> torch.Tensor:
-    """Sum of the log-probabilities of each row's supervised tokens: [rows]."""
-    rows, cols, targets = supervised_positions(labels)
-    token_lp = head(hidden[rows, cols]).float().log_softmax(-1).gather(1, targets[:, None]).squeeze(1)
-    return torch.zeros(hidden.shape[0], device=hidden.device).index_add(0, rows, token_lp)
+    """Sum of the log-probabilities of each row's supervised tokens: [rows of `labels`]; `hidden` [N, width]:
+    the hidden states at `supervised_positions(labels)`."""
+    rows, targets = supervised_targets(hidden, labels)
+    token_lp = head(hidden).float().log_softmax(-1).gather(1, targets[:, None]).squeeze(1)
+    return torch.zeros(labels.shape[0], device=hidden.device).index_add(0, rows, token_lp)

@@ -31,6 +31,14 @@ class AdapterClassifier(SentimentClassifier):
             raise InputError(f"class_bias has {len(class_bias)} values for {len(info.prompt.class_names)} classes")
         self.class_bias = class_bias
 
+    def setup(self, stage: str) -> None:
+        super().setup(stage)
+        saved = self.info.task
+        if saved is not None and saved != self.task:
+            raise InputError(f"{self.adapter_dir}: its tokenizer and prompt encode the task differently from the "
+                             f"training run that saved it ({_difference(saved, self.task)}); the adapter "
+                             "directory was changed or mixed with another one")
+
     def class_log_probs(self, batch, hidden=None):
         scores = super().class_log_probs(batch, hidden)
         return scores if self.class_bias is None else scores + torch.tensor(self.class_bias, device=scores.device)
@@ -46,3 +54,8 @@ class AdapterClassifier(SentimentClassifier):
         if result.unexpected_keys or missing:
             raise DataError(f"{self.adapter_dir}: adapter weights do not fit the base model "
                             f"(unexpected {result.unexpected_keys[:3]}, missing {missing[:3]})")
+
+
+def _difference(saved, now) -> str:
+    fields = [f.name for f in dataclasses.fields(saved) if getattr(saved, f.name) != getattr(now, f.name)]
+    return ", ".join(f"{name}: saved {getattr(saved, name)} but now {getattr(now, name)}" for name in fields)

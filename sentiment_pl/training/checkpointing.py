@@ -159,10 +159,10 @@ class AdapterExport(Callback):
         dm = trainer.datamodule
         if best and os.path.isfile(best):  # a DeepSpeed checkpoint is a directory: its weights are in memory
             with weights_of(pl_module, load_checkpoint(best)["state_dict"]):
-                save_adapter(pl_module, dm.tokenizer, dm.prompt, dm.max_length, target)
+                save_adapter(pl_module, dm.tokenizer, dm.prompt, dm.max_length, dm.task, target)
             log.info("adapter of the best checkpoint (%s) saved to %s", os.path.basename(best), target)
         else:
-            save_adapter(pl_module, dm.tokenizer, dm.prompt, dm.max_length, target)
+            save_adapter(pl_module, dm.tokenizer, dm.prompt, dm.max_length, dm.task, target)
             log.info("adapter (final weights, step %d) saved to %s", trainer.global_step, target)
 
 

@@ -9,13 +9,13 @@ import lightning.pytorch as pl
 import torch
 from lightning.pytorch.cli import OptimizerCallable
 
+from sentiment_pl.data.task import TaskEncoding
 from sentiment_pl.errors import InputError
 from sentiment_pl.model.base import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head
 from sentiment_pl.model.base import count_parameters, load_base_model
 from sentiment_pl.model.class_weights import resolve_class_weights, weighted_completion_loss
-from sentiment_pl.model.fast.last_layer import place, read_mask, read_positions_last_layer
-from sentiment_pl.model.fast.prefix import check_attention, shared_prefix_hidden_states
-from sentiment_pl.model.fast.prefix import use_shared_prefix_attention
+from sentiment_pl.model.fast import install_fast_paths, read_hidden_states, union_positions
+from sentiment_pl.model.fast.prefix import check_attention
 from sentiment_pl.model.objective import answer_sequences, completion_loss, first_token_scores
 from sentiment_pl.model.objective import scoring_positions, sequence_log_probs, supervised_positions
 from sentiment_pl.training.metrics import make_metrics, metrics_record, scalar_metrics
@@ -66,12 +66,9 @@ class SentimentClassifier(pl.LightningModule):
         self.warmup_ratio = warmup_ratio
         self.class_weights, self.loss_weights = class_weights, None
         self.model = None
-        self.class_names: tuple[str, ...] = ()
-        self.answers: tuple[tuple[int, ...], ...] = ()
-        self.first_tokens_distinct = True
-        self.pad_id = 0
-        # The shared prefix's token ids once set up (empty: no system turn, rows still packed); None: unshared.
-        self.share_prefix, self.prefix_ids = share_prefix, None
+        # The classes, their answers, the shared prefix and the pad id: the data module's, given in setup.
+        self.task: TaskEncoding | None = None
+        self.share_prefix = share_prefix
         # Whether the built model's last layer runs at read positions only (set where it is built).
         self.trim_last_layer, self.last_layer_trimmed = trim_last_layer, False
         # Checkpoints hold the trainable weights only; the frozen base is rebuilt by configure_model.
@@ -82,32 +79,37 @@ class SentimentClassifier(pl.LightningModule):
     # -- set-up ---------------------------------------------------------------------------------------------
 
     def setup(self, stage: str) -> None:
-        """Take the class answers from the data module (the one place that tokenizes them)."""
+        """Take the task's encoding from the data module (the one place that tokenizes the answers)."""
         dm = self.trainer.datamodule
         dm.load_tokenizer()
-        self.class_names, self.answers = dm.prompt.class_names, dm.encoder.answers
-        self.first_tokens_distinct, self.pad_id = dm.encoder.first_tokens_distinct, dm.tokenizer.pad_token_id
-        self.prefix_ids = dm.encoder.prefix_ids if self.share_prefix else None
-        if self.share_prefix and not self.prefix_ids:
+        self.task = dm.task
+        if self.share_prefix and not self.task.prefix_ids:
             log.info("model.share_prefix: the prompt has no system turn to share; rows are still packed unpadded")
         if self.class_weights is not None and stage == "fit":
-            train = dm.raw["train"].sentiments
-            self.loss_weights = resolve_class_weights(self.class_weights, train, len(self.class_names))
+            counts = dm.class_counts("train")
+            self.loss_weights = resolve_class_weights(self.class_weights, counts, len(self.task.class_names))
             log.info("class weights in the training loss: %s", self.loss_weights.tolist())
         if not hasattr(self, "metrics"):
-            self.metrics = torch.nn.ModuleDict({s: make_metrics(len(self.class_names)) for s in STAGES})
-        log.info("class scoring: %s", "first answer token (one pass)" if self.first_tokens_distinct
+            self.metrics = torch.nn.ModuleDict({s: make_metrics(len(self.task.class_names)) for s in STAGES})
+        log.info("class scoring: %s", "first answer token (one pass)" if self.task.first_tokens_distinct
                  else "full answer sequences (first tokens collide)")
+
+    @property
+    def prefix_ids(self) -> tuple[int, ...] | None:
+        """The prefix the forward runs once per batch (empty: no system turn, rows still packed); None: rows
+        run unshared."""
+        if not self.share_prefix:
+            return None
+        if self.task is None:
+            raise RuntimeError("the shared prefix comes with the task: setup() first, or set `task`")
+        return self.task.prefix_ids
 
     def configure_model(self) -> None:
         """Load the base model and add adapters; runs once, after the strategy has chosen the device."""
         if self.model is not None:
             return
         self.model = self.build_model()
-        if self.share_prefix:
-            use_shared_prefix_attention(self.model)
-        if self.trim_last_layer:
-            self.last_layer_trimmed = read_positions_last_layer(backbone_and_head(self.model)[0])
+        self.last_layer_trimmed = install_fast_paths(self.model, self.share_prefix, self.trim_last_layer)
         # from_pretrained leaves the base in eval mode and Lightning keeps each module's mode as found: without
         # this, gradient checkpointing (active only in training mode) would silently stay off.
         self.model.train()
@@ -122,33 +124,29 @@ class SentimentClassifier(pl.LightningModule):
     # -- the forward pieces --------------------------------------------------------------------------------
 
     def hidden_states(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                      read: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-        """Final hidden states [batch, T, width]. Given `read` (rows, columns; each once, in order) and a trimmed
-        last layer, they are computed at those positions only and are zero elsewhere."""
+                      read: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Final hidden states [N, width] at the positions `read` (rows, columns; each once), in that order,
+        through the fast paths this model was built with."""
         backbone, _ = backbone_and_head(self.model)
-        read = read if self.last_layer_trimmed else None
-        if self.prefix_ids is not None:
-            return shared_prefix_hidden_states(backbone, input_ids, attention_mask, self.prefix_ids, read)
-        if read is None:
-            return backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        tokens = read[0] * input_ids.shape[1] + read[1]
-        hidden = backbone(input_ids=input_ids, attention_mask=attention_mask, read_tokens=tokens).last_hidden_state
-        return place(hidden[0], read, input_ids.shape)
+        return read_hidden_states(backbone, input_ids, attention_mask, *read, self.prefix_ids,
+                                  self.last_layer_trimmed)
 
     @property
     def head(self):
         return backbone_and_head(self.model)[1]
 
     def class_log_probs(self, batch: dict[str, torch.Tensor], hidden: torch.Tensor | None = None) -> torch.Tensor:
-        """Each class's answer log-probability under the training prompt: [batch, classes]."""
-        if self.first_tokens_distinct:
+        """Each class's answer log-probability under the training prompt: [batch, classes]. `hidden`: the hidden
+        states at `scoring_positions`, when a pass has read them already (used when first tokens are distinct)."""
+        if self.task.first_tokens_distinct:
             if hidden is None:
                 hidden = self.hidden_states(batch["input_ids"], batch["attention_mask"],
                                             scoring_positions(batch["prompt_lengths"]))
-            return first_token_scores(hidden, batch["prompt_lengths"], self.head, [a[0] for a in self.answers])
-        ids, mask, labels = answer_sequences(batch["input_ids"], batch["prompt_lengths"], self.answers, self.pad_id)
+            return first_token_scores(hidden, self.head, self.task.first_ids)
+        ids, mask, labels = answer_sequences(batch["input_ids"], batch["prompt_lengths"], self.task.answers,
+                                             self.task.pad_id)
         scores = sequence_log_probs(self.hidden_states(ids, mask, supervised_positions(labels)[:2]), labels, self.head)
-        return scores.view(len(batch["input_ids"]), len(self.answers))
+        return scores.view(len(batch["input_ids"]), len(self.task.answers))
 
     # -- steps ---------------------------------------------------------------------------------------------
 
@@ -167,13 +165,17 @@ class SentimentClassifier(pl.LightningModule):
 
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> dict[str, torch.Tensor]:
         ids = batch["input_ids"]
-        read = supervised_positions(batch["labels"])[:2]
-        if self.first_tokens_distinct:  # the scores read the prompts' last positions too, in the same pass
-            read = read_mask(ids.shape, read, scoring_positions(batch["prompt_lengths"]))
-        hidden = self.hidden_states(ids, batch["attention_mask"], read)
-        loss = completion_loss(hidden, batch["labels"], self.head)
-        self.log(f"{stage}/loss", loss, batch_size=len(hidden), sync_dist=True)
-        scores = self.class_log_probs(batch, hidden)
+        supervised, scored = supervised_positions(batch["labels"])[:2], None
+        if self.task.first_tokens_distinct:  # the scores read the prompts' last positions too, in the same pass
+            read, (loss_rows, score_rows) = union_positions(ids.shape, supervised,
+                                                            scoring_positions(batch["prompt_lengths"]))
+            hidden = self.hidden_states(ids, batch["attention_mask"], read)
+            supervised_hidden, scored = hidden[loss_rows], hidden[score_rows]
+        else:
+            supervised_hidden = self.hidden_states(ids, batch["attention_mask"], supervised)
+        loss = completion_loss(supervised_hidden, batch["labels"], self.head)
+        self.log(f"{stage}/loss", loss, batch_size=len(ids), sync_dist=True)
+        scores = self.class_log_probs(batch, scored)
         self.metrics[stage].update(scores.argmax(-1), batch["sentiment"])
         # Returned for callbacks (calibration, example predictions) so they need no second forward pass.
         return {"scores": scores.detach(), "sentiment": batch["sentiment"]}
@@ -201,15 +203,15 @@ class SentimentClassifier(pl.LightningModule):
         self.metrics[stage].reset()
         if not self.trainer.sanity_checking:
             # For the result table and the checkpoint (the model card's figures).
-            self.recorded[stage] = {"step": self.global_step, **metrics_record(values, self.class_names)}
-        scalars = scalar_metrics(values, self.class_names)
+            self.recorded[stage] = {"step": self.global_step, **metrics_record(values, self.task.class_names)}
+        scalars = scalar_metrics(values, self.task.class_names)
         # Already reduced over ranks: logging them with sync_dist would average identical numbers.
         self.log_dict({f"{stage}/{k}": v for k, v in scalars.items()}, rank_zero_only=True)
         experiment = getattr(self.logger, "experiment", None)
         if self.trainer.is_global_zero and hasattr(experiment, "add_figure") and not self.trainer.sanity_checking:
             import matplotlib.pyplot as plt
 
-            fig, _ = self.metrics[stage]["confusion"].plot(values["confusion"], labels=list(self.class_names))
+            fig, _ = self.metrics[stage]["confusion"].plot(values["confusion"], labels=list(self.task.class_names))
             experiment.add_figure(f"{stage}/confusion_matrix", fig, global_step=self.global_step)
             plt.close(fig)
         return values

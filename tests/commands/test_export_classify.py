@@ -22,6 +22,7 @@ from sentiment_pl.data.batching import Collator
 from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.data.sources import DataError
 from sentiment_pl.errors import InputError
+from sentiment_pl.model.adapter import AdapterInfo
 from sentiment_pl.model.base import BaseModelSpec, load_base_model
 from sentiment_pl.training.adapter_classifier import AdapterClassifier
 
@@ -107,11 +108,11 @@ def reference(exported, tokenizer):
     module.configure_model()
     module.model.eval()
     encoder = ChatEncoder(tokenizer, module.info.prompt, module.info.max_length)
-    module.class_names, module.answers = module.info.prompt.class_names, encoder.answers
+    module.task = encoder.task  # as setup() takes it from the data module
     encoded = [encoder.encode(t) for t in MESSY]
     with torch.no_grad():
         ours = module.class_log_probs(Collator(tokenizer.eos_token_id)(list(enumerate(encoded))))
-    task = {"system": module.info.prompt.system_prompt, "tweet": MESSY[0], "first_ids": [a[0] for a in encoder.answers],
+    task = {"system": module.info.prompt.system_prompt, "tweet": MESSY[0], "first_ids": list(encoder.task.first_ids),
             "prompts": [e.input_ids for e in encoded]}
     (exported["dir"] / "task.json").write_text(json.dumps(task))
     out = exported["dir"] / "merged_scores.json"
@@ -241,6 +242,30 @@ def test_tensorboard_shows_example_predictions_and_per_class_f1(exported, tmp_pa
         assert row[3].removesuffix(" ✗") == predicted["sentiment"]
         shown = [float(x.strip(" |")) for x in row[4:]]
         assert shown == pytest.approx([float(predicted[f"p_{c}"]) for c in CLASSES], abs=6e-4)
+
+
+def test_the_adapter_keeps_the_task_encoding_and_refuses_one_its_tokenizer_does_not_reproduce(exported, tokenizer,
+                                                                                          tmp_path):
+    import shutil
+
+    info = json.loads((exported["adapter"] / "sentiment_pl.json").read_text())
+    encoder = ChatEncoder(tokenizer, AdapterInfo.read(exported["adapter"]).prompt, info["max_length"])
+    assert AdapterInfo.read(exported["adapter"]).task == encoder.task
+    (tmp_path / "tweets.txt").write_text("\n".join(MESSY[:3]) + "\n")
+    edited, older = tmp_path / "edited", tmp_path / "older"
+    shutil.copytree(exported["adapter"], edited)
+    shutil.copytree(exported["adapter"], older)
+    info["task"]["answers"][0] = [info["task"]["answers"][0][0] + 1, *info["task"]["answers"][0][1:]]
+    (edited / "sentiment_pl.json").write_text(json.dumps(info))
+    with pytest.raises(InputError, match=f"{re.escape(str(edited))}: .*answers: saved"):
+        classify(str(edited), str(tmp_path / "tweets.txt"), str(tmp_path / "edited.csv"), base_name=exported["base"],
+                 accelerator="cpu")
+    del info["task"]  # a directory written before the task was kept: still loads, nothing to compare
+    (older / "sentiment_pl.json").write_text(json.dumps(info))
+    assert AdapterInfo.read(older).task is None
+    classify(str(older), str(tmp_path / "tweets.txt"), str(tmp_path / "older.csv"), base_name=exported["base"],
+             accelerator="cpu")
+    assert len(read_csv(tmp_path / "older.csv")) == 3
 
 
 def test_fit_leaves_the_adapter_directory_that_classify_reads(exported, tmp_path):

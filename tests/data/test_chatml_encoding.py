@@ -37,7 +37,7 @@ def test_prompt_is_a_token_prefix_of_the_rendered_conversation(encoder, smollm2_
 def test_each_class_is_one_token_and_the_first_tokens_differ(encoder, smollm2_tokenizer):
     assert [smollm2_tokenizer.convert_ids_to_tokens(list(a)) for a in encoder.answers] == [
         ["negative", "<|im_end|>"], ["neutral", "<|im_end|>"], ["positive", "<|im_end|>"]]
-    assert encoder.first_tokens_distinct
+    assert encoder.task.first_tokens_distinct
 
 
 def test_shared_prefix_is_the_whole_system_turn(encoder, smollm2_tokenizer, tweets):

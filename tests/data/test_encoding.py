@@ -38,9 +38,9 @@ def test_prompt_is_the_chat_template_generation_prompt(encoder, tokenizer, tweet
 def test_answer_tokens_and_first_token_check(encoder, tokenizer):
     assert [tokenizer.convert_ids_to_tokens(list(a)) for a in encoder.answers] == [
         ["negative", "</s>"], ["neut", "ral", "</s>"], ["pos", "itive", "</s>"]]
-    assert encoder.first_tokens_distinct
+    assert encoder.task.first_tokens_distinct
     colliding = ChatEncoder(tokenizer, PromptSpec(class_names=("pos", "positive", "neutral")), 256)
-    assert not colliding.first_tokens_distinct
+    assert not colliding.task.first_tokens_distinct
 
 
 def test_unlabeled_tweet_gives_the_prompt_alone(encoder):

@@ -9,7 +9,7 @@ from conftest import TINY_ARCHITECTURE
 from sentiment_pl.data.encoding import IGNORE_INDEX
 from sentiment_pl.model.base import BaseModelSpec, LoraSettings, add_adapters, backbone_and_head
 from sentiment_pl.model.base import load_base_model
-from sentiment_pl.model.objective import completion_loss
+from sentiment_pl.model.objective import completion_loss, supervised_positions
 
 
 @pytest.fixture
@@ -30,7 +30,8 @@ def lora_grads(model):
     ids, mask, labels = batch()
     backbone, head = backbone_and_head(model)
     model.zero_grad()
-    completion_loss(backbone(input_ids=ids, attention_mask=mask).last_hidden_state, labels, head).backward()
+    hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state[supervised_positions(labels)[:2]]
+    completion_loss(hidden, labels, head).backward()
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
 
 
@@ -68,7 +69,8 @@ def test_module_loss_equals_cross_entropy_of_the_models_own_logits(spec):
     model = add_adapters(load_base_model(spec), spec, LoraSettings(dropout=0.0))
     ids, mask, labels = batch()
     backbone, head = backbone_and_head(model)
-    ours = completion_loss(backbone(input_ids=ids, attention_mask=mask).last_hidden_state, labels, head)
+    hidden = backbone(input_ids=ids, attention_mask=mask).last_hidden_state[supervised_positions(labels)[:2]]
+    ours = completion_loss(hidden, labels, head)
     logits = model(input_ids=ids, attention_mask=mask).logits.float()
     reference = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten(), ignore_index=IGNORE_INDEX)
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-5)

@@ -5,8 +5,13 @@ import torch
 import torch.nn.functional as F
 
 from sentiment_pl.data.encoding import IGNORE_INDEX
-from sentiment_pl.model.objective import (answer_sequences, completion_loss, first_token_scores,
+from sentiment_pl.model.objective import (answer_sequences, completion_loss, first_token_scores, scoring_positions,
                                           sequence_log_probs, supervised_positions)
+
+
+def supervised(hidden, labels):
+    """The hidden states the model reads for the loss: at `supervised_positions(labels)`."""
+    return hidden[supervised_positions(labels)[:2]]
 
 
 def test_loss_equals_full_logit_cross_entropy():
@@ -22,11 +27,11 @@ def test_loss_equals_full_logit_cross_entropy():
     logits = head(hidden)
     reference = F.cross_entropy(logits[:, :-1].reshape(-1, vocab), labels[:, 1:].reshape(-1),
                                 ignore_index=IGNORE_INDEX)
-    loss = completion_loss(hidden, labels, head)
+    loss = completion_loss(supervised(hidden, labels), labels, head)
     torch.testing.assert_close(loss, reference, rtol=1e-6, atol=1e-6)
     # Gradients match too.
     g_ref = torch.autograd.grad(reference, head.weight)[0]
-    g = torch.autograd.grad(completion_loss(hidden, labels, head), head.weight)[0]
+    g = torch.autograd.grad(completion_loss(supervised(hidden, labels), labels, head), head.weight)[0]
     torch.testing.assert_close(g, g_ref, rtol=1e-5, atol=1e-7)
 
 
@@ -38,7 +43,16 @@ def test_supervised_positions_shift_by_one():
 
 def test_batch_without_supervised_token_is_an_error():
     with pytest.raises(ValueError, match="no supervised token"):
-        completion_loss(torch.zeros(1, 3, 4), torch.full((1, 3), IGNORE_INDEX), torch.nn.Identity())
+        completion_loss(torch.zeros(0, 4), torch.full((1, 3), IGNORE_INDEX), torch.nn.Identity())
+
+
+def test_hidden_states_not_read_at_the_supervised_positions_are_refused():
+    labels = torch.full((2, 5), IGNORE_INDEX)
+    labels[:, 3:] = 7
+    with pytest.raises(ValueError, match=r"not the \[4, width\] of supervised_positions"):
+        completion_loss(torch.zeros(2, 5, 8), labels, torch.nn.Identity())  # a full [batch, T, width] tensor
+    with pytest.raises(ValueError, match=r"not the \[4, width\]"):
+        sequence_log_probs(torch.zeros(3, 8), labels, torch.nn.Identity())
 
 
 class PreferringHead(torch.nn.Module):
@@ -59,7 +73,7 @@ def test_first_token_scoring_picks_the_preferred_class(winner):
     first_ids = [11, 12, 13]
     head = PreferringHead(20, {first_ids[winner]: 5.0})
     hidden = torch.randn(4, 6, 8)
-    scores = first_token_scores(hidden, torch.tensor([6, 4, 5, 2]), head, first_ids)
+    scores = first_token_scores(hidden[scoring_positions(torch.tensor([6, 4, 5, 2]))], head, first_ids)
     assert scores.shape == (4, 3)
     assert scores.argmax(-1).tolist() == [winner] * 4
     # Log-probabilities under the full vocabulary, not renormalized over the classes.
@@ -74,7 +88,9 @@ def test_first_token_scoring_reads_the_last_prompt_position():
     hidden = torch.zeros(1, 4, 2)
     hidden[0, 2] = torch.tensor([0.0, 9.0])  # position prompt_length - 1 prefers token 2, i.e. class 1
     hidden[0, 3] = torch.tensor([9.0, 0.0])  # an answer position must not be read
-    assert first_token_scores(hidden, torch.tensor([3]), head, first_ids).argmax(-1).item() == 1
+    read = scoring_positions(torch.tensor([3]))
+    assert read[1].tolist() == [2]
+    assert first_token_scores(hidden[read], head, first_ids).argmax(-1).item() == 1
 
 
 def test_sequence_scoring_sums_answer_token_log_probs():
@@ -86,7 +102,8 @@ def test_sequence_scoring_sums_answer_token_log_probs():
     torch.manual_seed(0)
     hidden = torch.randn(4, 6, 8)
     head = torch.nn.Linear(8, 10)
-    scores = sequence_log_probs(hidden, labels, head)
+    scores = sequence_log_probs(supervised(hidden, labels), labels, head)
+    assert scores.shape == (4,)
     log_probs = head(hidden).log_softmax(-1)
     # Row 1: answer (3, 4, 2) at positions 3, 4, 5, predicted from positions 2, 3, 4.
     expected = log_probs[1, 2, 3] + log_probs[1, 3, 4] + log_probs[1, 4, 2]

@@ -12,7 +12,8 @@ hidden states at every position, and the loss and class scoring downstream do no
 checkpointing works unchanged, as the layout travels as a plain keyword argument.
 
 Two places guard the split: the encoder checks that the prefix is a token prefix of every encoded example, and
-`shared_prefix_hidden_states` checks every row of every batch before using it.
+`shared_prefix_hidden_states` checks every row of every batch before using it. The rest of the project calls it
+through `sentiment_pl.model.fast.read_hidden_states`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from dataclasses import dataclass
 import torch
 
 from sentiment_pl.errors import InputError
-from sentiment_pl.model.fast.last_layer import place
+from sentiment_pl.model.fast.versions import check_transformers_version
 
 ATTENTION = "sentiment_pl_shared_prefix"
 # The kernels the split attention wraps: any that takes an additive 4-D mask would do; sdpa is the default one.
@@ -36,6 +37,7 @@ def use_shared_prefix_attention(model) -> None:
     It is the model's own kernel (`sdpa`), unchanged for every ordinary call; only a forward given the
     `shared_prefix` layout splits attention into the prefix's and the rows'.
     """
+    check_transformers_version()
     from transformers import AttentionInterface
     from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
 
@@ -101,12 +103,13 @@ class PackedLayout:
     def token_index(self, rows: torch.Tensor, cols: torch.Tensor) -> torch.Tensor:
         """Where the tokens at (rows, columns) of the unpacked rows sit in the packed sequence; a prefix column
         maps to the one prefix token."""
+        in_prefix = cols < self.length
         slots = rows * self.rest + (cols - self.length).clamp(min=0)
         # Each slot's packed index plus one, unpacked: 0 where a row is padded.
         packed = self.unpack(torch.arange(1, self.row_tokens + 1, device=slots.device), dim=0)[slots] - 1
-        if self.real is not None and (packed < 0).any():
+        if self.real is not None and ((packed < 0) & ~in_prefix).any():
             raise ValueError("read positions include padding, which the packed sequence leaves out")
-        return torch.where(cols < self.length, cols, self.length + packed)
+        return torch.where(in_prefix, cols, self.length + packed)
 
     def split(self, states: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """[1, heads, P + N, d] -> the prefix [1, heads, P, d] and the padded rows [B, heads, S, d]."""
@@ -142,16 +145,16 @@ def _shared_prefix_attention(base: Callable) -> Callable:
 
 
 def shared_prefix_hidden_states(backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                                prefix: Sequence[int],
-                                read: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
-    """Final hidden states [batch, T, width] of right-padded rows that all start with `prefix`, which runs once
-    (an empty `prefix` packs the rows alone).
+                                prefix: Sequence[int], rows: torch.Tensor, cols: torch.Tensor,
+                                trimmed: bool = False) -> torch.Tensor:
+    """Final hidden states [N, width] at the real tokens (rows[i], cols[i]) of right-padded rows that all start
+    with `prefix`, which runs once (an empty `prefix` packs the rows alone).
 
-    Equal, up to float rounding, to `backbone(input_ids, attention_mask).last_hidden_state` at every real token,
-    gradients included; zeros at padded positions, which are never computed. The decoder runs once, on one packed
+    Equal, up to float rounding, to `backbone(input_ids, attention_mask).last_hidden_state[rows, cols]`,
+    gradients included; padding is never computed, and reading it is refused. The decoder runs once, on one packed
     sequence: the prefix, then every row's remaining real tokens, with the positions they have in their rows.
-    Given `read` (rows, columns of real tokens, each once; see `sentiment_pl.model.fast.last_layer`), the last
-    layer runs in full there only, and every other position is zero.
+    `trimmed`: the last layer (patched by `sentiment_pl.model.fast.last_layer`) runs in full at the read
+    positions only, each of which must then be read once.
     """
     if not backbone.config._attn_implementation.startswith(ATTENTION):
         raise RuntimeError("shared_prefix_hidden_states needs use_shared_prefix_attention(model) first")
@@ -167,15 +170,13 @@ def shared_prefix_hidden_states(backbone, input_ids: torch.Tensor, attention_mas
     positions = torch.cat([positions[:length], layout.pack(positions[length:].repeat(batch), dim=0)])[None]
     # A 4-D mask is used as given: the shared-prefix attention builds its own, so none of [P+N]^2 is built.
     placeholder = torch.ones(1, 1, 1, 1, dtype=torch.bool, device=input_ids.device)
-    if read is not None:
-        hidden = backbone(input_ids=packed, position_ids=positions, attention_mask=placeholder, shared_prefix=layout,
-                          read_tokens=layout.token_index(*read)).last_hidden_state
-        return place(hidden[0], read, input_ids.shape)
+    read_index = layout.token_index(rows, cols)
+    if trimmed:  # the last layer's output: the read tokens only, in read order
+        return backbone(input_ids=packed, position_ids=positions, attention_mask=placeholder, shared_prefix=layout,
+                        read_index=read_index).last_hidden_state[0]
     hidden = backbone(input_ids=packed, position_ids=positions, attention_mask=placeholder,
                       shared_prefix=layout).last_hidden_state
-    prefix_hidden, rows_hidden = hidden[0].split([length, layout.row_tokens])
-    rows_hidden = layout.unpack(rows_hidden, dim=0).view(batch, rest, -1)
-    return torch.cat([prefix_hidden.expand(batch, -1, -1), rows_hidden], dim=1)
+    return hidden[0][read_index]
 
 
 def check_rows_start_with(input_ids: torch.Tensor, attention_mask: torch.Tensor, prefix: Sequence[int]) -> None:

@@ -37,7 +37,7 @@ class CalibratedTest(Callback):
             return
         scores, targets = validation_scores(trainer, pl_module)
         self.bias = fit_class_bias(scores, targets)
-        k = len(pl_module.class_names)
+        k = len(pl_module.task.class_names)
         self.val_f1 = [float(macro_f1_of_predictions((scores + b).argmax(-1)[None], targets, k)[0])
                        for b in (torch.zeros(k), self.bias)]
         self.metrics = {name: make_metrics(k).to(pl_module.device) for name in ("raw", "calibrated")}
@@ -45,7 +45,7 @@ class CalibratedTest(Callback):
         if path and trainer.is_global_zero:
             from sentiment_pl.files import atomic_write_text
 
-            record = {"class_names": list(pl_module.class_names), "bias": self.bias.tolist(),
+            record = {"class_names": list(pl_module.task.class_names), "bias": self.bias.tolist(),
                       "validation_macro_f1": {"raw": self.val_f1[0], "calibrated": self.val_f1[1]}}
             atomic_write_text(path, json.dumps(record, indent=2) + "\n")
             log.info("calibration written to %s", path)
@@ -61,10 +61,10 @@ class CalibratedTest(Callback):
         if not self.enabled:
             return
         values = {name: m.compute() for name, m in self.metrics.items()}  # synced across ranks
-        scalars = scalar_metrics(values["calibrated"], pl_module.class_names)
+        scalars = scalar_metrics(values["calibrated"], pl_module.task.class_names)
         pl_module.log_dict({f"test/calibrated/{k}": v for k, v in scalars.items()}, rank_zero_only=True)
         if trainer.is_global_zero:
-            print(self.report(values, pl_module.class_names), flush=True)
+            print(self.report(values, pl_module.task.class_names), flush=True)
 
     def report(self, values: dict[str, dict[str, torch.Tensor]], class_names: tuple[str, ...]) -> str:
         bias = ", ".join(f"{n} {b:+.3f}" for n, b in zip(class_names, self.bias.tolist()))

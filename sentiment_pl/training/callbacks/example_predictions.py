@@ -31,7 +31,7 @@ class ExamplePredictions(Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         experiment = self._experiment(trainer)
         if experiment is not None and trainer.is_global_zero and hasattr(experiment, "add_custom_scalars"):
-            tags = [f"val/f1_{name}" for name in pl_module.class_names] + ["val/macro_f1"]
+            tags = [f"val/f1_{name}" for name in pl_module.task.class_names] + ["val/macro_f1"]
             experiment.add_custom_scalars({"per-class F1": {"validation": ["Multiline", tags]}})
 
     def on_validation_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -50,7 +50,7 @@ class ExamplePredictions(Callback):
         experiment = self._experiment(trainer)
         if experiment is None or trainer.sanity_checking or not trainer.is_global_zero or not self.rows:
             return
-        raw, names = trainer.datamodule.raw["validation"], pl_module.class_names
+        raw, names = trainer.datamodule.raw["validation"], pl_module.task.class_names
         header = "| # | tweet | truth | predicted | " + " | ".join(f"p({n})" for n in names) + " |"
         lines = [header, "|" + "---|" * (4 + len(names))]
         for index in sorted(self.rows):

@@ -12,24 +12,19 @@ import pytest
 import torch
 
 from conftest import TINY_ARCHITECTURE
-from fast_paths import GRADS, HIDDEN, make_classifier, real_batch
+from fast_paths import GRADS, HIDDEN, MODES, make_classifier, real_batch, use_rows, whole_answer_task
 from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.data.prompts import PromptSpec
 from sentiment_pl.model.base import BaseModelSpec, load_base_model
-from sentiment_pl.model.fast.last_layer import ReadPositionsDecoderLayer, read_mask, read_positions_last_layer
-from sentiment_pl.model.objective import completion_loss, supervised_positions
+from sentiment_pl.model.fast import read_hidden_states, union_positions
+from sentiment_pl.model.fast.last_layer import ReadPositionsDecoderLayer, read_positions_last_layer
+from sentiment_pl.model.objective import completion_loss, scoring_positions, supervised_positions
 from sentiment_pl.training.module import SentimentClassifier
-
-MODES = {"system-turn": "shared", "packed-only": (), "padded-rows": None}
 
 
 @pytest.fixture(scope="module")
 def encoder(tokenizer):
     return ChatEncoder(tokenizer, PromptSpec(), max_length=256)
-
-
-def prefix_for(mode: str, encoder):
-    return encoder.prefix_ids if MODES[mode] == "shared" else MODES[mode]
 
 
 def loss_and_grads(module, batches, trimmed: bool) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
@@ -74,13 +69,13 @@ def test_loss_and_adapter_gradients_equal_the_full_last_layer(classifier, tokeni
         classifier = make_classifier(tokenizer_dir, encoder, gradient_checkpointing=True)
     layers = classifier.model.get_base_model().model.layers
     assert type(layers[-1]) is ReadPositionsDecoderLayer and layers[-1].gradient_checkpointing == checkpointing
-    classifier.prefix_ids = prefix_for(mode, encoder)
+    use_rows(classifier, encoder.task, mode)
     assert_same_training(classifier, [real_batch(encoder, tweets, 0, 6), real_batch(encoder, tweets, 6, 5)])
 
 
 @pytest.mark.parametrize("mode", list(MODES))
 def test_the_last_layer_runs_at_the_read_positions_only(classifier, encoder, tweets, mode):
-    classifier.prefix_ids, classifier.last_layer_trimmed = prefix_for(mode, encoder), True
+    use_rows(classifier, encoder.task, mode)
     batch = real_batch(encoder, tweets, 40, 6)
     read = supervised_positions(batch["labels"])[:2]
     last = classifier.model.get_base_model().model.layers[-1]
@@ -93,25 +88,25 @@ def test_the_last_layer_runs_at_the_read_positions_only(classifier, encoder, twe
 
     watched = {"q_proj": last.self_attn.q_proj, "k_proj": last.self_attn.k_proj, "mlp": last.mlp}
     hooks = [module.register_forward_hook(record(name)) for name, module in watched.items()]
+    backbone = classifier.model.get_base_model().get_decoder()
     try:
         with torch.no_grad():
             hidden = classifier.hidden_states(batch["input_ids"], batch["attention_mask"], read)
-            full = classifier.hidden_states(batch["input_ids"], batch["attention_mask"])
+            full = backbone(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
     finally:
         for hook in hooks:
             hook.remove()
     assert seen["q_proj"].numel() == seen["mlp"].numel() == len(read[0])
     assert seen["k_proj"].numel() > 10 * len(read[0])  # keys and values: every position
-    wanted = torch.zeros_like(batch["attention_mask"], dtype=torch.bool)
-    wanted[read] = True
-    torch.testing.assert_close(hidden[wanted], full[wanted], **HIDDEN)
-    assert (hidden[~wanted] == 0).all()
+    assert hidden.shape == (len(read[0]), full.shape[-1])  # the read positions and nothing else
+    torch.testing.assert_close(hidden, full[read], **HIDDEN)
 
 
 @pytest.mark.parametrize("first_token", [True, False], ids=["first-token", "whole-answer"])
 @pytest.mark.parametrize("mode", list(MODES))
-def test_class_scores_and_evaluation_equal_the_full_last_layer(classifier, encoder, tweets, mode, first_token):
-    classifier.prefix_ids, classifier.first_tokens_distinct = prefix_for(mode, encoder), first_token
+def test_class_scores_and_evaluation_equal_the_full_last_layer(classifier, tokenizer, encoder, tweets, mode,
+                                                               first_token):
+    use_rows(classifier, encoder.task if first_token else whole_answer_task(tokenizer, encoder.task), mode)
     batch = real_batch(encoder, tweets, 30, 7)
     results = []
     for trimmed in (True, False):
@@ -121,28 +116,38 @@ def test_class_scores_and_evaluation_equal_the_full_last_layer(classifier, encod
     (scores, hidden), (ref_scores, ref_hidden) = results
     torch.testing.assert_close(scores, ref_scores, rtol=0, atol=1e-5)
     torch.testing.assert_close(hidden, ref_hidden, **HIDDEN)
-    classifier.first_tokens_distinct = True
 
 
 def read_mask_hidden(classifier, batch) -> torch.Tensor:
     """Hidden states at the union of the loss's and the scores' positions, as `_evaluate` reads them."""
     ids, lengths = batch["input_ids"], batch["prompt_lengths"]
-    read = read_mask(ids.shape, supervised_positions(batch["labels"])[:2], (torch.arange(len(ids)), lengths - 1))
-    return classifier.hidden_states(ids, batch["attention_mask"], read)[read]
+    read, _ = union_positions(ids.shape, supervised_positions(batch["labels"])[:2], scoring_positions(lengths))
+    return classifier.hidden_states(ids, batch["attention_mask"], read)
 
 
 def test_reading_a_padded_position_of_packed_rows_is_refused(classifier, encoder, tweets):
-    classifier.prefix_ids, classifier.last_layer_trimmed = encoder.prefix_ids, True
+    use_rows(classifier, encoder.task, "system-turn")
     batch = real_batch(encoder, tweets, 0, 4)
     padded = (~batch["attention_mask"].bool()).nonzero()[0]
     with pytest.raises(ValueError, match="padding"), torch.no_grad():
         classifier.hidden_states(batch["input_ids"], batch["attention_mask"], (padded[:1], padded[1:]))
 
 
-def test_read_mask_is_the_ordered_union():
-    rows, cols = read_mask(torch.Size([3, 5]), (torch.tensor([2, 0]), torch.tensor([1, 4])),
-                           (torch.tensor([0, 1, 2]), torch.tensor([4, 0, 1])))
+def test_union_positions_is_the_ordered_union_and_says_where_each_set_sits():
+    first, second = (torch.tensor([2, 0]), torch.tensor([1, 4])), (torch.tensor([0, 1, 2]), torch.tensor([4, 0, 1]))
+    (rows, cols), (in_first, in_second) = union_positions(torch.Size([3, 5]), first, second)
     assert list(zip(rows.tolist(), cols.tolist())) == [(0, 4), (1, 0), (2, 1)]
+    for (set_rows, set_cols), index in ((first, in_first), (second, in_second)):
+        assert torch.equal(rows[index], set_rows) and torch.equal(cols[index], set_cols)
+
+
+def test_a_trimmed_read_needs_the_trimmed_layer(tokenizer_dir):
+    llama = load_base_model(BaseModelSpec(name=str(tokenizer_dir), random_init=True,
+                                          architecture=TINY_ARCHITECTURE, quantization="none", dtype="float32"))
+    ids = torch.randint(3, 32000, (2, 6), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(RuntimeError, match="read_positions_last_layer"):
+        read_hidden_states(llama.model, ids, torch.ones_like(ids), torch.tensor([0]), torch.tensor([5]), None,
+                           trimmed=True)
 
 
 def test_full_training_gradients_of_every_weight_equal_the_full_last_layer(tokenizer_dir, encoder, tweets):
@@ -153,7 +158,7 @@ def test_full_training_gradients_of_every_weight_equal_the_full_last_layer(token
                          dtype="float32")
     module = SentimentClassifier(spec, lora=None)
     module.configure_model()
-    module.answers, module.pad_id, module.prefix_ids = encoder.answers, 0, ()
+    use_rows(module, encoder.task, "packed-only")
     assert module.last_layer_trimmed
     module.model.train()
     assert_same_training(module, [real_batch(encoder, tweets, 60, 6)])

@@ -12,13 +12,14 @@ import pytest
 import torch
 
 from conftest import TINY_ARCHITECTURE
-from fast_paths import GRADS, HIDDEN, make_classifier, real_batch
+from fast_paths import GRADS, HIDDEN, make_classifier, real_batch, use_rows, whole_answer_task
 from sentiment_pl.data.batching import Collator
 from sentiment_pl.data.encoding import ChatEncoder
 from sentiment_pl.data.prompts import PromptSpec
 from sentiment_pl.model.base import BaseModelSpec, LoraSettings, load_base_model
-from sentiment_pl.model.fast.prefix import shared_prefix_hidden_states, use_shared_prefix_attention
-from sentiment_pl.model.objective import completion_loss
+from sentiment_pl.model.fast import read_hidden_states
+from sentiment_pl.model.fast.prefix import use_shared_prefix_attention
+from sentiment_pl.model.objective import completion_loss, supervised_positions
 from sentiment_pl.training.module import SentimentClassifier
 
 
@@ -36,16 +37,18 @@ def classifier(tokenizer_dir, encoder):
     return make_classifier(tokenizer_dir, encoder)
 
 
-def loss_and_grads(module, batches,
-                   prefix: tuple[int, ...] | None) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
-    """Gradient accumulation over micro-batches, as the Trainer does: each loss / len(batches), backward each.
+def loss_and_grads(module, batches, task, mode: str) -> tuple[list[torch.Tensor], dict[str, torch.Tensor]]:
+    """Gradient accumulation over micro-batches, as the Trainer does: each loss / len(batches), backward each;
+    the last layer in full.
 
-    `prefix` None is the unshared computation; an empty one packs the rows without sharing anything."""
-    module.prefix_ids = prefix
+    Mode `padded-rows` is the unshared computation; `packed-only` packs the rows without sharing anything."""
+    use_rows(module, task, mode)
+    module.last_layer_trimmed = False
     module.model.zero_grad()
     losses = []
     for batch in batches:
-        hidden = module.hidden_states(batch["input_ids"], batch["attention_mask"])
+        hidden = module.hidden_states(batch["input_ids"], batch["attention_mask"],
+                                      supervised_positions(batch["labels"])[:2])
         loss = completion_loss(hidden, batch["labels"], module.head)
         (loss / len(batches)).backward()
         losses.append(loss.detach())
@@ -62,8 +65,8 @@ def test_loss_and_adapter_gradients_equal_the_unshared_computation(classifier, t
     # The flag transformers' checkpointed layers read: the layers really replay in backward.
     assert classifier.model.get_base_model().model.layers[0].gradient_checkpointing == checkpointing
     batches = [real_batch(encoder, tweets, 0, 6), real_batch(encoder, tweets, 6, 5)]
-    losses, grads = loss_and_grads(classifier, batches, encoder.prefix_ids if shared else ())
-    ref_losses, ref_grads = loss_and_grads(classifier, batches, None)
+    losses, grads = loss_and_grads(classifier, batches, encoder.task, "system-turn" if shared else "packed-only")
+    ref_losses, ref_grads = loss_and_grads(classifier, batches, encoder.task, "padded-rows")
     for loss, ref in zip(losses, ref_losses):
         torch.testing.assert_close(loss, ref, **HIDDEN)
     assert len(grads) == 2 * 2 * 2  # lora_A and lora_B on k_proj and v_proj in 2 layers
@@ -76,16 +79,18 @@ def test_hidden_states_equal_and_padding_changes_nothing(classifier, encoder, tw
     backbone = classifier.model.get_base_model().get_decoder()
     batch = real_batch(encoder, tweets, 20, 6)
     ids, mask = batch["input_ids"], batch["attention_mask"]
+    real = mask.bool()
+    rows, cols = real.nonzero(as_tuple=True)  # every real token
     with torch.no_grad():
-        shared = shared_prefix_hidden_states(backbone, ids, mask, encoder.prefix_ids)
+        shared = read_hidden_states(backbone, ids, mask, rows, cols, encoder.prefix_ids, trimmed=False)
         full = backbone(input_ids=ids, attention_mask=mask).last_hidden_state
-        real = mask.bool()
-        torch.testing.assert_close(shared[real], full[real], **HIDDEN)
+        torch.testing.assert_close(shared, full[real], **HIDDEN)
         for row in range(len(ids)):  # each row alone, unpadded, gives the same hidden states
             n = int(mask[row].sum())
-            alone = shared_prefix_hidden_states(backbone, ids[row:row + 1, :n], mask[row:row + 1, :n],
-                                                encoder.prefix_ids)
-            torch.testing.assert_close(shared[row, :n], alone[0], **HIDDEN)
+            alone = read_hidden_states(backbone, ids[row:row + 1, :n], mask[row:row + 1, :n],
+                                       torch.zeros(n, dtype=torch.long), torch.arange(n), encoder.prefix_ids,
+                                       trimmed=False)
+            torch.testing.assert_close(shared[rows == row], alone, **HIDDEN)
 
 
 @pytest.mark.parametrize("shared", [True, False], ids=["system-turn", "packed-only"])
@@ -96,9 +101,11 @@ def test_padding_is_never_computed(classifier, encoder, tweets, shared):
     ids, mask = batch["input_ids"], batch["attention_mask"]
     seen = []
     hook = backbone.layers[0].mlp.register_forward_hook(lambda module, args, out: seen.append(args[0].shape[1]))
+    real = mask.bool()
     try:
         with torch.no_grad():
-            hidden = shared_prefix_hidden_states(backbone, ids, mask, encoder.prefix_ids if shared else ())
+            hidden = read_hidden_states(backbone, ids, mask, *real.nonzero(as_tuple=True),
+                                        encoder.prefix_ids if shared else (), trimmed=False)
     finally:
         hook.remove()
     with torch.no_grad():
@@ -106,19 +113,22 @@ def test_padding_is_never_computed(classifier, encoder, tweets, shared):
     prefix = len(encoder.prefix_ids) if shared else 0
     assert seen == [prefix + int(mask[:, prefix:].sum())]  # one decoder call, over the real tokens only
     assert seen[0] < prefix + ids[:, prefix:].numel()  # the batch was padded: something was left out
-    assert (hidden[~mask.bool()] == 0).all()
-    torch.testing.assert_close(hidden[mask.bool()], full[mask.bool()], **HIDDEN)
+    torch.testing.assert_close(hidden, full[real], **HIDDEN)
+    padded = (~real).nonzero()[0]
+    with pytest.raises(ValueError, match="padding"), torch.no_grad():  # it is not there to read
+        read_hidden_states(backbone, ids, mask, padded[:1], padded[1:], encoder.prefix_ids if shared else (),
+                           trimmed=False)
 
 
 @pytest.mark.parametrize("first_token", [True, False], ids=["first-token", "whole-answer"])
-def test_class_scores_equal_the_unshared_scores(classifier, encoder, tweets, first_token):
-    classifier.first_tokens_distinct = first_token
+def test_class_scores_equal_the_unshared_scores(classifier, tokenizer, encoder, tweets, first_token):
+    task = encoder.task if first_token else whole_answer_task(tokenizer, encoder.task)
     unlabeled = [(i, encoder.encode(tweets.texts[i])) for i in range(40, 47)]  # prompts alone, as in predict
     for batch in (real_batch(encoder, tweets, 30, 7), Collator(0)(unlabeled)):
         with torch.no_grad():
-            classifier.prefix_ids = encoder.prefix_ids
+            use_rows(classifier, task, "system-turn")
             shared = classifier.class_log_probs(batch)
-            classifier.prefix_ids = None
+            use_rows(classifier, task, "padded-rows")
             reference = classifier.class_log_probs(batch)
         assert shared.shape == (7, 3)
         torch.testing.assert_close(shared, reference, rtol=0, atol=1e-5)
@@ -129,7 +139,8 @@ def test_rows_that_do_not_start_with_the_prefix_are_refused(classifier, encoder,
     batch = real_batch(encoder, tweets, 0, 3)
     left_padded = torch.roll(batch["input_ids"], 1, dims=1), torch.roll(batch["attention_mask"], 1, dims=1)
     with pytest.raises(ValueError, match="model.share_prefix: false"):
-        shared_prefix_hidden_states(backbone, *left_padded, encoder.prefix_ids)
+        read_hidden_states(backbone, *left_padded, torch.tensor([0]), torch.tensor([50]), encoder.prefix_ids,
+                           trimmed=False)
 
 
 def test_other_attention_kernels_are_refused_naming_the_keys(tokenizer_dir):
@@ -152,7 +163,8 @@ def test_the_switched_attention_leaves_ordinary_forwards_bit_identical(tokenizer
         assert model.config._attn_implementation == "sentiment_pl_shared_prefix_sdpa"
         assert torch.equal(model(input_ids=ids, attention_mask=mask).logits, before)
         with pytest.raises(RuntimeError, match="use_shared_prefix_attention"):
-            shared_prefix_hidden_states(load_base_model(spec).get_decoder(), ids, mask, ids[0, :4].tolist())
+            read_hidden_states(load_base_model(spec).get_decoder(), ids, mask, torch.tensor([0]), torch.tensor([5]),
+                               ids[0, :4].tolist(), trimmed=False)
 
 
 def fit_and_predict(tmp_path, tokenizer_dir, share_prefix: bool) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
@@ -173,7 +185,7 @@ def fit_and_predict(tmp_path, tokenizer_dir, share_prefix: bool) -> tuple[dict[s
                          logger=False, enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, default_root_dir=tmp_path)
     trainer.fit(module, datamodule=data)
-    assert module.prefix_ids == (data.encoder.prefix_ids if share_prefix else None)
+    assert module.task == data.task and module.prefix_ids == (data.task.prefix_ids if share_prefix else None)
     probs = torch.cat([p["probs"] for p in trainer.predict(module, datamodule=data)])
     adapters = {n: p.detach().clone() for n, p in module.model.named_parameters() if p.requires_grad}
     return adapters, probs
