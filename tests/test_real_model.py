@@ -25,7 +25,7 @@ pytestmark = pytest.mark.slow
 # validation tweets is SEE_BELOW, the trained adapter's GAINS; the margin asserted leaves room for another CPU's
 # float rounding while a fit that did not learn (or learned the wrong mask) falls far below it.
 MIN_GAIN = 0.15
-STEPS, BATCH = 40, 8
+STEPS, BATCH = 60, 8
 
 
 def short_fit_config(tmp: Path, smollm2: str, data: Path, seed: int = 0) -> dict:
@@ -38,7 +38,7 @@ def short_fit_config(tmp: Path, smollm2: str, data: Path, seed: int = 0) -> dict
                                "init_args": {"save_dir": str(tmp / "logs"), "name": "real", "version": "v"}}},
         "model": {"base": {"name": smollm2, "quantization": "nf4", "dtype": "float32"},
                   "lora": {"r": 8, "alpha": 16, "dropout": 0.05, "target_modules": ["k_proj", "v_proj"]},
-                  "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 1.0e-3}},
+                  "optimizer": {"class_path": "torch.optim.AdamW", "init_args": {"lr": 2.0e-3}},
                   "lr_schedule": "linear", "warmup_ratio": 0.1},
         "data": {"source": {"class_path": "sentiment_pl.data.sources.TweetEvalFolder",
                             "init_args": {"path": str(data)}},
@@ -116,7 +116,10 @@ def test_model_card_figures_are_the_runs(run, exported):
             assert f"| **this model** | {row} |" in text
             for name, counts in zip(record["class_names"], record["confusion"]):
                 assert f"| {name} | " + " | ".join(map(str, counts)) + " |" in text
+        assert f"Validation split, 200 tweets (checkpoint at step {STEPS}):" in text
+        assert "Test split, 100 tweets:" in text  # test runs at step 0: no step is claimed for it
         assert f"| optimizer steps | {STEPS} |" in text
+        assert "| optimizer | `torch.optim.AdamW` (lr 0.002) |" in text
         assert f"| samples per optimizer step | {BATCH} (batch {BATCH} x accumulation 1 x 1 device(s)) |" in text
     assert exported["test"]["tweets"] == 100 and "test of" in exported["printed"]
 

@@ -62,12 +62,32 @@ def recipe(module, data, config: dict[str, Any], checkpoint: dict[str, Any]) -> 
         rows["optimizer steps"] = str(steps)
     optimizer = (config.get("model") or {}).get("optimizer") or {}
     if isinstance(optimizer, dict) and optimizer.get("class_path"):
-        args = ", ".join(f"{k} {v}" for k, v in (optimizer.get("init_args") or {}).items())
+        given = _non_defaults(optimizer["class_path"], optimizer.get("init_args") or {})
+        args = ", ".join(f"{k} {v}" for k, v in given.items())
         rows["optimizer"] = f"`{optimizer['class_path']}`" + (f" ({args})" if args else "")
     rows["learning-rate schedule"] = f"{module.lr_schedule}, warm-up {module.warmup_ratio:.0%} of the steps"
     rows["precision"] = str(trainer.get("precision", "32-true"))
     rows["max length"] = f"{data.max_length} tokens (tweets truncated, never the answer)"
     return rows
+
+
+def _non_defaults(class_path: str, init_args: dict[str, Any]) -> dict[str, Any]:
+    """The arguments a saved config gives that differ from the class's own defaults (a run's saved config lists
+    every one), and always the learning rate."""
+    import importlib
+    import inspect
+
+    module, _, name = class_path.rpartition(".")
+    try:
+        defaults = {k: p.default for k, p in inspect.signature(getattr(importlib.import_module(module), name))
+                    .parameters.items()}
+    except (ImportError, AttributeError, ValueError, TypeError):
+        return init_args
+    def same(a: Any, b: Any) -> bool:  # YAML gives lists where signatures hold tuples
+        return tuple(a) == tuple(b) if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)) else a == b
+
+    return {k: v for k, v in init_args.items()
+            if k == "lr" or not same(defaults.get(k, inspect.Parameter.empty), v)}
 
 
 def _quantization(base) -> str:

@@ -170,4 +170,5 @@ def read_test_results(path: Path) -> dict[str, Any] | None:
         return None
     record = json.loads(path.read_text(encoding="utf-8"))
     record.pop("checkpoint", None)
+    record.pop("step", None)  # `test` runs at step 0 whatever the checkpoint's step: not a figure of it
     return record

@@ -90,7 +90,9 @@ class ResultTable(Callback):
             from sentiment_pl.files import atomic_write_text
 
             path = test_results_path(trainer.ckpt_path)
-            atomic_write_text(path, json.dumps({"checkpoint": Path(trainer.ckpt_path).name, **record}, indent=1))
+            # Without the step: `test` does not restore the loop, so its own step is 0, not the checkpoint's.
+            figures = {k: v for k, v in record.items() if k != "step"}
+            atomic_write_text(path, json.dumps({"checkpoint": Path(trainer.ckpt_path).name, **figures}, indent=1))
             log.info("test metrics written to %s", path)
 
 
