@@ -21,6 +21,8 @@ from typing import Any
 
 from sentiment_pl.errors import InputError
 
+# The mission's model: the default of `model.base.name` (and so of the tokenizer linked to it).
+DEFAULT_MODEL = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
 PACKAGE_PREFIX = "package:"
 GGUF_MAGIC = b"GGUF"
 

@@ -15,11 +15,10 @@ from sentiment_pl.data.prompts import PromptSpec
 from sentiment_pl.data.sources import HubTweetEval, Split, TweetSource, TweetSplit
 from sentiment_pl.data.task import TaskEncoding
 from sentiment_pl.errors import InputError
-from sentiment_pl.locate import load_tokenizer
+from sentiment_pl.locate import DEFAULT_MODEL, load_tokenizer
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
 STAGE_SPLITS: dict[str, tuple[Split, ...]] = {
     "fit": ("train", "validation"), "validate": ("validation",), "test": ("test",),
 }

@@ -1,4 +1,4 @@
-"""The only module that knows bitsandbytes and peft: load the base model, quantize it, add LoRA, save adapters."""
+"""The base model: load it (hub id, directory or GGUF file), quantize it with bitsandbytes, add LoRA with peft."""
 
 from __future__ import annotations
 
@@ -10,11 +10,10 @@ from typing import Any, Literal
 import torch
 
 from sentiment_pl.errors import InputError
-from sentiment_pl.locate import load_config, locate
+from sentiment_pl.locate import DEFAULT_MODEL, load_config, locate
 
 log = logging.getLogger(__name__)
 
-DEFAULT_MODEL = "TinyLlama/TinyLlama-1.1B-Chat-v1.0"
 DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
