@@ -83,7 +83,9 @@ def data_dir(tmp_path_factory, tweeteval_dir):
 
 def test_ddp_two_ranks_equal_one_process(tmp_path, tokenizer_dir, data_dir):
     ckpt = check_two_ranks_equal_one(tmp_path, tokenizer_dir, data_dir, {"trainer": {"strategy": "ddp"}})
-    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["last.ckpt"]
+    # Beside the checkpoint, only the test metrics `test` leaves for export: written once, for the whole split.
+    assert sorted(p.name for p in ckpt.parent.iterdir()) == ["last.ckpt", "last.test.json"]
+    assert json.loads((ckpt.parent / "last.test.json").read_text())["tweets"] == SIZES["test"]
 
 
 def test_deepspeed_two_ranks_equal_one_process(tmp_path, tokenizer_dir, data_dir, cpu_adam):
