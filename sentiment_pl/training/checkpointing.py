@@ -102,7 +102,7 @@ class SaveOnInterrupt(Callback):
 
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if not self.dirpath:
-            dirs = [cb.dirpath for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+            dirs = checkpoint_dirs(trainer)
             self.dirpath = dirs[0] if dirs else os.path.join(trainer.log_dir or trainer.default_root_dir,
                                                              "checkpoints")
 
@@ -120,6 +120,11 @@ class SaveOnInterrupt(Callback):
             trainer.strategy.remove_checkpoint(self.ckpt_path)
 
 
+def checkpoint_dirs(trainer: pl.Trainer) -> list[str]:
+    """The directories the run's checkpoint callbacks write to (those resolved so far), in callback order."""
+    return [cb.dirpath for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+
+
 def announce_resume(trainer: pl.Trainer, ckpt_path: str | None) -> None:
     """One line before `fit` starts: from which checkpoint it resumes, or that it starts afresh beside the
     checkpoints an earlier run left in the same directory (which are never picked up unasked)."""
@@ -128,8 +133,7 @@ def announce_resume(trainer: pl.Trainer, ckpt_path: str | None) -> None:
     if ckpt_path:
         log.info("resuming from %s", ckpt_path)
         return
-    dirs = {cb.dirpath for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)}
-    earlier = sorted(str(p) for d in dirs if os.path.isdir(d) for p in Path(d).glob("*.ckpt"))
+    earlier = sorted(str(p) for d in set(checkpoint_dirs(trainer)) if os.path.isdir(d) for p in Path(d).glob("*.ckpt"))
     if earlier:
         log.warning("starting a new run; %s already holds %d checkpoint(s) of an earlier run, which this one "
                     "may overwrite (resume instead with --ckpt_path %s)", os.path.dirname(earlier[0]),

@@ -15,6 +15,7 @@ from typing import Any
 import lightning.pytorch as pl
 from lightning.pytorch.callbacks import Callback
 
+from sentiment_pl.training.checkpointing import checkpoint_dirs
 from sentiment_pl.training.metrics import trivial_baselines
 
 log = logging.getLogger(__name__)
@@ -102,5 +103,5 @@ def _title(split: str, record: dict[str, Any], ckpt_path: str | None) -> str:
 
 
 def _checkpoint_dir(trainer: pl.Trainer) -> str:
-    dirs = [cb.dirpath for cb in trainer.checkpoint_callbacks if getattr(cb, "dirpath", None)]
+    dirs = checkpoint_dirs(trainer)
     return dirs[0] if dirs else "(none saved)"
