@@ -49,7 +49,7 @@ def configure_logging() -> None:
     """Our own INFO lines, everyone's warnings, and none of the dependencies' notices about themselves."""
     logging.basicConfig(format="%(asctime)s %(levelname)s %(name)s: %(message)s", level=logging.WARNING)
     logging.getLogger("sentiment_pl").setLevel(logging.INFO)
-    for name in ("lightning.pytorch", "lightning.fabric"):
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
         # Lightning adds a handler of its own when it is imported before ours exists: every line twice.
         logger = logging.getLogger(name)
         logger.handlers.clear()
