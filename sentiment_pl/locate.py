@@ -29,14 +29,28 @@ GGUF_MAGIC = b"GGUF"
 
 @dataclass(frozen=True)
 class ModelLocation:
-    """What `from_pretrained` is given: a hub id or directory, and the GGUF file in it, if any."""
+    """What `from_pretrained` is given: a hub id or directory, and the GGUF file in it, if any; `name` and `key`
+    are what the config said, for error messages."""
 
     path: str
     gguf_file: str | None = None
+    name: str = ""
+    key: str = "model.base.name"
 
     @property
     def kwargs(self) -> dict[str, Any]:
         return {"gguf_file": self.gguf_file} if self.gguf_file else {}
+
+    def config(self, **overrides: Any):
+        """The model's transformers config, with `overrides` applied."""
+        from transformers import AutoConfig
+
+        try:
+            return AutoConfig.from_pretrained(self.path, **self.kwargs, **overrides)
+        except ValueError as err:
+            if self.gguf_file:  # e.g. "GGUF model with architecture X is not supported yet"
+                raise InputError(f"{self.key}={self.name!r}: transformers cannot read this GGUF file: {err}") from err
+            raise
 
 
 def locate(name: str, key: str = "model.base.name") -> ModelLocation:
@@ -45,12 +59,12 @@ def locate(name: str, key: str = "model.base.name") -> ModelLocation:
         return _gguf(_package_file(name, key), name, key)
     path = Path(name).expanduser()
     if path.is_dir():
-        return ModelLocation(str(path))
+        return ModelLocation(str(path), None, name, key)
     if path.is_file():
         return _gguf(path, name, key)
     if _looks_like_path(name):
         raise InputError(f"{key}={name!r}: no such file or directory (resolved against {Path.cwd()})")
-    return ModelLocation(name)
+    return ModelLocation(name, None, name, key)
 
 
 def _looks_like_path(name: str) -> bool:
@@ -84,20 +98,12 @@ def _gguf(path: Path, name: str, key: str) -> ModelLocation:
                          "file, a model directory or a hub id")
     if importlib.util.find_spec("gguf") is None:
         raise InputError(f"{key}={name!r}: reading a GGUF file needs the gguf package (pip install gguf)")
-    return ModelLocation(str(path.parent), path.name)
+    return ModelLocation(str(path.parent), path.name, name, key)
 
 
 def load_config(name: str, key: str = "model.base.name", **overrides: Any):
     """The model's transformers config, with `overrides` applied."""
-    from transformers import AutoConfig
-
-    location = locate(name, key)
-    try:
-        return AutoConfig.from_pretrained(location.path, **location.kwargs, **overrides)
-    except ValueError as err:
-        if location.gguf_file:  # e.g. "GGUF model with architecture X is not supported yet"
-            raise InputError(f"{key}={name!r}: transformers cannot read this GGUF file: {err}") from err
-        raise
+    return locate(name, key).config(**overrides)
 
 
 def load_tokenizer(name: str, key: str = "model.base.name"):

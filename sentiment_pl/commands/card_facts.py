@@ -9,7 +9,7 @@ from typing import Any
 import yaml
 
 from sentiment_pl.commands.model_card import CardFacts, read_test_results
-from sentiment_pl.locate import locate
+from sentiment_pl.locate import ModelLocation, locate
 from sentiment_pl.training.module import VALIDATION_KEY
 from sentiment_pl.training.report import test_results_path
 
@@ -33,7 +33,7 @@ def gather_facts(module, data, config: dict[str, Any], checkpoint: dict[str, Any
     return CardFacts(
         title=f"Tweet sentiment classifier on {Path(base_model_id or module.base.name).name.removesuffix('.gguf')}",
         base_name=module.base.name, base_model_id=base_model_id,
-        license=base_license(module.base.name), class_names=data.prompt.class_names,
+        license=base_license(location), class_names=data.prompt.class_names,
         system_prompt=data.prompt.system_prompt, answer_ids=data.task.first_ids,
         recipe=recipe(module, data, config, checkpoint), results=results,
         tweeteval=type(data.source).__name__ in TWEETEVAL_SOURCES)
@@ -105,10 +105,9 @@ def _epochs(data, seen: int) -> str:
     return f" ({seen / train:.2f} epochs of {train:,})"
 
 
-def base_license(name: str) -> str:
+def base_license(location: ModelLocation) -> str:
     """The base model's license as its files state it: a GGUF file's `general.license`, a directory's README
     front matter; `other` when nothing says (a hub id offline)."""
-    location = locate(name)
     try:
         if location.gguf_file:
             from gguf import GGUFReader

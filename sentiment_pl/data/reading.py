@@ -36,8 +36,8 @@ def read_lines(path: Path) -> list[str]:
 def decode_lines(raw: bytes, origin: str) -> list[str]:
     """Split a file's bytes into lines; an undecodable line is an error naming `origin:line`."""
     if raw.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        try:
-            return _split(raw.decode("utf-16"))
+        try:  # to UTF-8, so line ends and line numbers follow one rule below
+            raw = raw.decode("utf-16").encode("utf-8")
         except UnicodeDecodeError as err:
             raise DataError(f"{origin}: not valid UTF-16 ({err.reason} at byte {err.start})") from err
     raw = raw.removeprefix(codecs.BOM_UTF8)
@@ -54,14 +54,6 @@ def decode_lines(raw: bytes, origin: str) -> list[str]:
             raise DataError(f"{origin}:{number}: not valid UTF-8 ({err.reason} at byte {err.start}); save the file "
                             "as UTF-8") from err
     return out
-
-
-def _split(text: str) -> list[str]:
-    text = text.replace("\r\n", "\n")
-    if "\r" in text and "\n" not in text:
-        text = text.replace("\r", "\n")
-    lines = text.split("\n")
-    return lines[:-1] if lines and lines[-1] == "" else lines
 
 
 def read_table(path: Path, lines: list[str] | None = None, suffix: str | None = None

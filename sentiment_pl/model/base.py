@@ -10,7 +10,7 @@ from typing import Any, Literal
 import torch
 
 from sentiment_pl.errors import InputError
-from sentiment_pl.locate import DEFAULT_MODEL, load_config, locate
+from sentiment_pl.locate import DEFAULT_MODEL, locate
 
 log = logging.getLogger(__name__)
 
@@ -67,8 +67,8 @@ def load_base_model(spec: BaseModelSpec, device: torch.device | str = "cpu"):
     """The base model on `device`, quantized if asked; every parameter frozen."""
     from transformers import AutoModelForCausalLM
 
-    location = locate(spec.name)
-    config = load_config(spec.name, **spec.architecture)
+    location = locate(spec.name)  # once: for a GGUF file that reads its header and looks the package up
+    config = location.config(**spec.architecture)
     resized = {"hidden_size", "num_attention_heads"} & set(spec.architecture)
     if resized and "head_dim" not in spec.architecture and hasattr(config, "head_dim"):
         # The config computed head_dim from the original sizes before the overrides were applied.
