@@ -101,11 +101,6 @@ def _gguf(path: Path, name: str, key: str) -> ModelLocation:
     return ModelLocation(str(path.parent), path.name, name, key)
 
 
-def load_config(name: str, key: str = "model.base.name", **overrides: Any):
-    """The model's transformers config, with `overrides` applied."""
-    return locate(name, key).config(**overrides)
-
-
 def load_tokenizer(name: str, key: str = "model.base.name"):
     """The model's tokenizer, with its chat template."""
     from transformers import AutoTokenizer

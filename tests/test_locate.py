@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from sentiment_pl.errors import InputError
-from sentiment_pl.locate import load_config, locate
+from sentiment_pl.locate import locate
 
 
 def write_gguf(path: Path, architecture: str) -> Path:
@@ -57,7 +57,7 @@ def test_an_unsupported_gguf_architecture_is_one_line_naming_the_file(tmp_path):
     path = write_gguf(tmp_path / "odd.gguf", "mamba9")
     with pytest.raises(InputError, match=re.escape(f"model.base.name={str(path)!r}: transformers cannot read this "
                                                    "GGUF file: GGUF model with architecture mamba9 is not supported")):
-        load_config(str(path))
+        locate(str(path)).config()
 
 
 def test_gguf_without_the_gguf_package_says_what_to_install(tmp_path, monkeypatch):
@@ -83,7 +83,7 @@ def test_package_files(smollm2):
 
 
 def test_the_real_gguf_config_is_smollm2(smollm2):
-    config = load_config(smollm2)
+    config = locate(smollm2).config()
     assert (config.model_type, config.num_hidden_layers, config.hidden_size, config.vocab_size) == (
         "llama", 30, 576, 49152)
     assert config.tie_word_embeddings
