@@ -1,7 +1,8 @@
 """Tweets to classify, without labels: a plain text file (one tweet per line), CSV, JSONL, or standard input.
 
 Every row of the input becomes one row of output, in order; a row that cannot be classified (empty, or not
-UTF-8) is an error that names its line, never a silently dropped or shifted row.
+UTF-8) is an error that names its line, never a silently dropped or shifted row; blank rows may instead be
+marked in place (`blank_rows: mark`).
 """
 
 from __future__ import annotations
