@@ -19,10 +19,10 @@ from sentiment_pl.training.module import SentimentClassifier
 class BaseOnlyClassifier(SentimentClassifier):
     """The classifier with the base model alone: no adapters, nothing trainable (zero-shot)."""
 
-    def build_model(self):
+    def build_model(self, device: torch.device):
         from sentiment_pl.model.base import load_base_model
 
-        return load_base_model(self.base, device=self.trainer.strategy.root_device if self._trainer else "cpu")
+        return load_base_model(self.base, device=device)
 
 
 class FirstTweets(TweetSource):

@@ -91,9 +91,10 @@ def _non_defaults(class_path: str, init_args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _quantization(base) -> str:
+    dtype = base.dtype if base.dtype != "auto" else "bfloat16 or float32 (`auto`: bfloat16 where the hardware has it)"
     if base.quantization == "nf4":
-        return f"NF4 4-bit (bitsandbytes, double quantization), compute in {base.dtype}"
-    return f"none ({base.dtype} weights)"
+        return f"NF4 4-bit (bitsandbytes, double quantization), compute in {dtype}"
+    return f"none ({dtype} weights)"
 
 
 def _epochs(data, seen: int) -> str:

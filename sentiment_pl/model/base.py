@@ -11,10 +11,9 @@ import torch
 
 from sentiment_pl.errors import InputError
 from sentiment_pl.locate import DEFAULT_MODEL, locate
+from sentiment_pl.model.precision import CpuHalfPrecision, DtypeName, resolve_dtype
 
 log = logging.getLogger(__name__)
-
-DTYPES = {"bfloat16": torch.bfloat16, "float16": torch.float16, "float32": torch.float32}
 
 
 @dataclass(frozen=True)
@@ -48,7 +47,9 @@ class BaseModelSpec:
         architecture: Config fields to override, e.g. `{hidden_size: 256, num_hidden_layers: 4}`.
         init_seed: Seed of the random weights; fixed, so a checkpoint without base weights can rebuild them.
         quantization: `nf4`: 4-bit NormalFloat with double quantization (QLoRA); `none`: weights in `dtype`.
-        dtype: Dtype of the unquantized weights and of the 4-bit layers' computation.
+        dtype: Dtype of the unquantized weights and of the computation; `auto`: bfloat16 on a CPU that
+            multiplies it natively (AVX512-BF16, AMX) and on a GPU that supports it, else float32 on a CPU and
+            float16 on a GPU. The trainable weights and the optimizer state stay float32.
         gradient_checkpointing: Recompute activations in backward (non-reentrant) to save memory.
         attn_implementation: transformers attention kernel (`sdpa`, `eager`, `flash_attention_2`).
     """
@@ -58,7 +59,7 @@ class BaseModelSpec:
     architecture: dict[str, Any] = field(default_factory=dict)
     init_seed: int = 0
     quantization: Literal["nf4", "none"] = "nf4"
-    dtype: Literal["bfloat16", "float16", "float32"] = "bfloat16"
+    dtype: DtypeName = "auto"
     gradient_checkpointing: bool = False
     attn_implementation: str = "sdpa"
 
@@ -73,7 +74,7 @@ def load_base_model(spec: BaseModelSpec, device: torch.device | str = "cpu"):
     if resized and "head_dim" not in spec.architecture and hasattr(config, "head_dim"):
         # The config computed head_dim from the original sizes before the overrides were applied.
         config.head_dim = config.hidden_size // config.num_attention_heads
-    dtype = DTYPES[spec.dtype]
+    dtype = resolve_dtype(spec.dtype, device)
     kwargs: dict[str, Any] = {"dtype": dtype, "attn_implementation": spec.attn_implementation}
     if spec.quantization == "nf4":
         from transformers import BitsAndBytesConfig
@@ -154,10 +155,12 @@ def add_adapters(model, spec: BaseModelSpec, lora: LoraSettings | None):
         return model
     from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
 
-    if spec.quantization != "none":
+    # peft's k-bit preparation upcasts every frozen non-4-bit weight to fp32, which on a CPU in bf16 keeps every
+    # activation in fp32 and puts a cast before each matrix product; there the frozen weights stay as loaded.
+    if spec.quantization != "none" and not CpuHalfPrecision.of(model.dtype, model.device).enabled:
         model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=spec.gradient_checkpointing,
                                                 gradient_checkpointing_kwargs=checkpointing)
-    elif spec.gradient_checkpointing:
+    elif spec.gradient_checkpointing:  # what the k-bit preparation does, but the upcast
         model.enable_input_require_grads()
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs=checkpointing)
     config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout,

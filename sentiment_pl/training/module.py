@@ -18,6 +18,7 @@ from sentiment_pl.model.fast import install_fast_paths, read_hidden_states, unio
 from sentiment_pl.model.fast.prefix import check_attention
 from sentiment_pl.model.objective import answer_sequences, completion_loss, first_token_scores
 from sentiment_pl.model.objective import scoring_positions, sequence_log_probs, supervised_positions
+from sentiment_pl.model.precision import CpuHalfPrecision
 from sentiment_pl.training.metrics import make_metrics, metrics_record, scalar_metrics
 from sentiment_pl.training.schedule import build_schedule, check_schedule
 
@@ -71,6 +72,8 @@ class SentimentClassifier(pl.LightningModule):
         self.share_prefix = share_prefix
         # Whether the built model's last layer runs at read positions only (set where it is built).
         self.trim_last_layer, self.last_layer_trimmed = trim_last_layer, False
+        # bf16 (or fp16) computation on a CPU, which the module arranges itself (set where the model is built).
+        self.cpu_half = CpuHalfPrecision(torch.float32, enabled=False)
         # Checkpoints hold the trainable weights only; the frozen base is rebuilt by configure_model.
         self.strict_loading = False
         # The last computed metrics of each stage, as plain numbers (metrics_record) with the step.
@@ -108,7 +111,9 @@ class SentimentClassifier(pl.LightningModule):
         """Load the base model and add adapters; runs once, after the strategy has chosen the device."""
         if self.model is not None:
             return
-        self.model = self.build_model()
+        device = self.trainer.strategy.root_device if self._trainer else torch.device("cpu")
+        self.model = self.build_model(device)
+        self.cpu_half = CpuHalfPrecision.of(self.model.dtype, device)
         self.last_layer_trimmed = install_fast_paths(self.model, self.share_prefix, self.trim_last_layer)
         # from_pretrained leaves the base in eval mode and Lightning keeps each module's mode as found: without
         # this, gradient checkpointing (active only in training mode) would silently stay off.
@@ -116,10 +121,9 @@ class SentimentClassifier(pl.LightningModule):
         trainable, total = count_parameters(self.model)
         log.info("trainable parameters: %d of %d (%.3f%%)", trainable, total, 100 * trainable / total)
 
-    def build_model(self):
+    def build_model(self, device: torch.device):
         """The base model with what trains on it: LoRA adapters, or every weight with `lora: null`."""
-        model = load_base_model(self.base, device=self.trainer.strategy.root_device if self._trainer else "cpu")
-        return add_adapters(model, self.base, self.lora)
+        return add_adapters(load_base_model(self.base, device=device), self.base, self.lora)
 
     # -- the forward pieces --------------------------------------------------------------------------------
 
@@ -128,8 +132,9 @@ class SentimentClassifier(pl.LightningModule):
         """Final hidden states [N, width] at the positions `read` (rows, columns; each once), in that order,
         through the fast paths this model was built with."""
         backbone, _ = backbone_and_head(self.model)
-        return read_hidden_states(backbone, input_ids, attention_mask, *read, self.prefix_ids,
-                                  self.last_layer_trimmed)
+        with self.cpu_half.autocast():
+            return read_hidden_states(backbone, input_ids, attention_mask, *read, self.prefix_ids,
+                                      self.last_layer_trimmed)
 
     @property
     def head(self):

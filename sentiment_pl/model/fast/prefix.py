@@ -25,6 +25,7 @@ import torch
 
 from sentiment_pl.errors import InputError
 from sentiment_pl.model.fast.versions import check_transformers_version
+from sentiment_pl.model.precision import fp32_attention_on_cpu
 
 ATTENTION = "sentiment_pl_shared_prefix"
 # The kernels the split attention wraps: any that takes an additive 4-D mask would do; sdpa is the default one.
@@ -35,7 +36,8 @@ def use_shared_prefix_attention(model) -> None:
     """Switch a transformers model to the attention that `shared_prefix_hidden_states` needs.
 
     It is the model's own kernel (`sdpa`), unchanged for every ordinary call; only a forward given the
-    `shared_prefix` layout splits attention into the prefix's and the rows'.
+    `shared_prefix` layout splits attention into the prefix's and the rows'. On a CPU in half precision, the
+    kernel computes in fp32 (`fp32_attention_on_cpu`).
     """
     check_transformers_version()
     from transformers import AttentionInterface
@@ -47,7 +49,7 @@ def use_shared_prefix_attention(model) -> None:
         return
     check_attention(current)
     name = f"{ATTENTION}_{current}"
-    AttentionInterface.register(name, _shared_prefix_attention(AttentionInterface()[current]))
+    AttentionInterface.register(name, _shared_prefix_attention(fp32_attention_on_cpu(AttentionInterface()[current])))
     AttentionMaskInterface.register(name, ALL_MASK_ATTENTION_FUNCTIONS[current])
     inner.set_attn_implementation(name)
 
