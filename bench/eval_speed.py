@@ -1,7 +1,8 @@
 """Evaluation speed: sentiment_pl's batched class scoring against greedy generation + parsing (the seed's method).
 
-Both run on the same model object (random-init 4-bit base + fresh LoRA, as in bench/train_speed.py), on the same
-real test tweets, in batches of the same size, with tokenization done beforehand for both:
+Both run on the same model object (by default the real SmolLM2-135M-Instruct in 4-bit with a fresh LoRA, i.e.
+zero-shot; `--model tiny|full`: random-init, as in bench/train_speed.py), in the compute dtype `--dtype` stands for
+on this CPU, on the same real test tweets, in batches of the same size, with tokenization done beforehand for both:
 
 - scoring: `trainer.predict` with our module; one forward pass over each prompt, the output layer at one position,
   the class with the highest first-answer-token log-probability wins;
@@ -9,11 +10,12 @@ real test tweets, in batches of the same size, with tokenization done beforehand
   same prompt, decoded, and parsed for the first class name; a generation without one counts as wrong.
 
 The two alternate over the repeats; the table shows medians, each method's macro-F1 on the same tweets and the
-share of unparseable generations. On a random-init model both F1s sit near chance: the speed is the point here.
+share of unparseable generations (zero-shot figures; on a random-init model both sit near chance).
 
     python bench/eval_speed.py --quick
     python bench/eval_speed.py                            # generation batched like scoring (64)
     python bench/eval_speed.py --generation-batch-size 1  # generation one tweet at a time
+    python bench/eval_speed.py --model tiny               # the random-init regression row
 """
 
 from __future__ import annotations
@@ -29,13 +31,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from _common import (ROOT, TOKENIZER, Setting, base_spec, machine, median, require_assets,  # noqa: E402
-                     sample_tweets, save_random_weights, setting_dict, write_json, write_jsonl)
+from _common import (MODELS, ROOT, Setting, base_spec, machine, median, require_assets,  # noqa: E402
+                     resolved_dtype, sample_tweets, save_weights, setting_dict, write_json, write_jsonl)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", choices=("tiny", "full"), default="tiny")
+    p.add_argument("--model", choices=MODELS, default="smollm2", help="the model under test")
+    p.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto", help="compute dtype")
     p.add_argument("--quick", action="store_true", help="128 tweets, 2 repeats: under 3 minutes on 2 cores")
     p.add_argument("--tweets", type=int, default=None, help="test tweets drawn at random (default 512; quick 128)")
     p.add_argument("--repeats", type=int, default=None, help="runs of each method, alternated (default 3; quick 2)")
@@ -44,7 +47,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                    help="generation batch (default: --batch-size; 1 is a per-tweet generate loop)")
     p.add_argument("--new-tokens", type=int, default=4, help="generation budget (the longest answer is 3 tokens)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--output", type=Path, default=None, help="JSON results (default bench/results/eval_<arch>_gen<batch>.json)")
+    p.add_argument("--output", type=Path, default=None, help="JSON results (default bench/results/eval_<model>.json)")
     return p.parse_args(argv)
 
 
@@ -58,7 +61,7 @@ def build(setting: Setting, test_file: str, batch_size: int):
     from sentiment_pl.training.module import SentimentClassifier
 
     module = SentimentClassifier(base=base_spec(setting), lora=LoraSettings())
-    data = TweetSentimentData(source=LocalFiles(test=test_file), tokenizer=str(TOKENIZER), batch_size=batch_size,
+    data = TweetSentimentData(source=LocalFiles(test=test_file), tokenizer=setting.tokenizer, batch_size=batch_size,
                               predict_split="test")
     trainer = pl.Trainer(accelerator="cpu", devices=1, precision="32-true", logger=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[PredictClock()])
@@ -131,14 +134,15 @@ def macro_f1(truth: list[int], preds: list[int], classes: int) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
-    require_assets()
+    require_assets(args.model)
     n = args.tweets or (128 if args.quick else 512)
     repeats = args.repeats or (2 if args.quick else 3)
     gen_batch = args.generation_batch_size or args.batch_size
     texts, truth = sample_tweets("test", n, args.seed)
     env = machine()
     with tempfile.TemporaryDirectory(prefix="bench_eval_") as tmp:
-        setting = Setting(arch=args.arch, weights=str(save_random_weights(args.arch, Path(tmp) / "weights")))
+        weights, tokenizer = save_weights(args.model, Path(tmp) / "weights")
+        setting = Setting(arch=args.model, weights=weights, tokenizer=tokenizer, dtype=args.dtype)
         module, data, trainer = build(setting, str(write_jsonl(Path(tmp) / "test.jsonl", texts, truth)),
                                       args.batch_size)
         runs: dict[str, list[float]] = {"scoring": [], "generation": []}
@@ -164,21 +168,23 @@ def main(argv: list[str] | None = None) -> dict:
         "unparseable_share": sum(p < 0 for p in gen_preds) / n,
         "generation_examples": answers[:5],
     }
-    result["speedup"] = result["median_tweets_per_s"]["scoring"] / result["median_tweets_per_s"]["generation"]
+    result["ratio"] = result["median_tweets_per_s"]["scoring"] / result["median_tweets_per_s"]["generation"]
     print(f"{'method':12s} {'tweets/s':>9s} {'macro-F1':>9s}")
     for m in ("scoring", "generation"):
         print(f"{m:12s} {result['median_tweets_per_s'][m]:9.1f} {result['macro_f1'][m]:9.3f}")
     print(f"unparseable generations: {result['unparseable_share']:.1%}; e.g. {answers[:3]}")
-    print("(random-init model: both macro-F1 values are near chance; the speed is what this measures)")
-    suffix = f"{args.arch}_gen{gen_batch}{'_quick' if args.quick else ''}"
-    output = args.output or ROOT / "bench" / "results" / f"eval_{suffix}.json"
-    write_json(output, result)
-    print(f"wrote {output}")
-    headline = {"arch": args.arch, "generation_batch": gen_batch, "speedup": result["speedup"],
+    if args.model != "smollm2":
+        print("(random-init model: both macro-F1 values are near chance; the speed is what this measures)")
+    headline = {"model": args.model, "dtype": resolved_dtype(setting), "cpu_capability": env["cpu_capability"],
+                "generation_batch": gen_batch, "ratio": result["ratio"],
                 "scoring_tweets_per_s": result["median_tweets_per_s"]["scoring"],
                 "generation_tweets_per_s": result["median_tweets_per_s"]["generation"],
                 "f1_scoring": result["macro_f1"]["scoring"], "f1_generation": result["macro_f1"]["generation"],
                 "unparseable": result["unparseable_share"]}
+    suffix = f"{args.model}{'' if gen_batch == args.batch_size else f'_gen{gen_batch}'}{'_quick' if args.quick else ''}"
+    output = args.output or ROOT / "bench" / "results" / f"eval_{suffix}.json"
+    write_json(output, {**headline, **result})
+    print(f"wrote {output}")
     print(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in headline.items()))
     return headline
 

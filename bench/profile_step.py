@@ -1,12 +1,14 @@
 """Where a training step of sentiment_pl spends its time: torch.profiler over a few steps of the real trainer.
 
-The same model and data as bench/train_speed.py (4-bit NF4 + LoRA r=8 on k_proj+v_proj, batch 12, real tweets).
+The same model and data as bench/train_speed.py (SmolLM2-135M-Instruct by default, 4-bit NF4 + LoRA r=8 on
+k_proj+v_proj, batch 12, real tweets, compute dtype `--dtype`).
 After `--warmup` steps, `--steps` steps run under the profiler; the operators are then summed into a few
 categories (4-bit dequantization, matrix products, attention, optimizer, elementwise, ...) and the top operators by
 self time are listed. Writes the table as text and the categories as JSON.
 
-    python bench/profile_step.py                  # tiny Llama
-    python bench/profile_step.py --arch full --steps 1 --warmup 1
+    python bench/profile_step.py                      # SmolLM2, the dtype `auto` picks on this CPU
+    python bench/profile_step.py --dtype float32      # SmolLM2 in fp32: the "before" of the bf16 path
+    python bench/profile_step.py --model full --steps 1 --warmup 1
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import torch  # noqa: E402
 
-from _common import (ROOT, TOKENIZER, Setting, base_spec, machine, require_assets, sample_tweets,  # noqa: E402
-                     save_random_weights, write_json, write_jsonl)
+from _common import (MODELS, ROOT, Setting, base_spec, machine, require_assets, resolved_dtype,  # noqa: E402
+                     sample_tweets, save_weights, write_json, write_jsonl)
 
 # First match wins; matched against the lower-cased operator name.
 CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
@@ -30,6 +32,7 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     # Not "Optimizer.step": Lightning runs forward and backward inside it, as the step's closure.
     ("optimizer (AdamW)", ("_foreach", "_fused_adam", "aten::lerp", "aten::addcdiv", "aten::addcmul")),
     ("attention (sdpa)", ("scaled_dot_product", "attention", "_efficient_attention", "_flash")),
+    ("LoRA dropout (bernoulli masks)", ("bernoulli", "dropout")),
     ("matrix products", ("aten::mm", "aten::addmm", "aten::bmm", "aten::matmul", "aten::linear")),
     ("softmax / cross-entropy / log-softmax", ("softmax", "nll_loss", "cross_entropy")),
     ("copies, casts, indexing, cat", ("aten::copy_", "aten::to", "aten::_to_copy", "aten::index", "aten::cat",
@@ -38,8 +41,8 @@ CATEGORIES: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("elementwise (mul, add, silu, rsqrt, pow, mean, ...)", ("aten::mul", "aten::add", "aten::silu", "aten::rsqrt",
                                                              "aten::pow", "aten::mean", "aten::sub", "aten::div",
                                                              "aten::neg", "aten::sum", "aten::where", "aten::cos",
-                                                             "aten::sin", "aten::sigmoid", "aten::dropout",
-                                                             "aten::bernoulli", "aten::exp", "aten::sqrt")),
+                                                             "aten::sin", "aten::sigmoid", "aten::exp",
+                                                             "aten::sqrt")),
 )
 
 
@@ -53,14 +56,15 @@ def categorize(name: str) -> str:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--arch", choices=("tiny", "full"), default="tiny")
+    p.add_argument("--model", choices=MODELS, default="smollm2", help="the model under test")
+    p.add_argument("--dtype", choices=("auto", "bfloat16", "float32"), default="auto", help="compute dtype")
     p.add_argument("--steps", type=int, default=3, help="profiled steps")
     p.add_argument("--warmup", type=int, default=2, help="unprofiled steps first")
     p.add_argument("--batch-size", type=int, default=12)
     p.add_argument("--gradient-checkpointing", choices=("on", "off"), default=None,
-                   help="default: off for tiny, on for full, as in bench/train_speed.py")
+                   help="default: on for full only, as in bench/train_speed.py")
     p.add_argument("--top", type=int, default=20, help="operators listed")
-    p.add_argument("--output", type=Path, default=None, help="default bench/results/profile_<arch>.{txt,json}")
+    p.add_argument("--output", type=Path, default=None, help="default bench/results/profile_<model>_<dtype>.{txt,json}")
     return p.parse_args(argv)
 
 
@@ -86,7 +90,7 @@ def profiled_fit(setting: Setting, files: dict[str, str], warmup: int, steps: in
 
     module = SentimentClassifier(base=base_spec(setting), lora=LoraSettings(),
                                  optimizer=partial(torch.optim.AdamW, lr=setting.lr))
-    data = TweetSentimentData(source=LocalFiles(**files), tokenizer=str(TOKENIZER), batch_size=setting.batch_size)
+    data = TweetSentimentData(source=LocalFiles(**files), tokenizer=setting.tokenizer, batch_size=setting.batch_size)
     trainer = pl.Trainer(accelerator="cpu", devices=1, precision="32-true", max_steps=warmup + steps,
                          limit_val_batches=0, num_sanity_val_steps=0, logger=False, enable_checkpointing=False,
                          enable_progress_bar=False, enable_model_summary=False, callbacks=[Window()])
@@ -95,7 +99,7 @@ def profiled_fit(setting: Setting, files: dict[str, str], warmup: int, steps: in
 
 
 # An operator in one of these takes its whole subtree (dequantize calls aten ops, sdpa calls bmm and softmax).
-WHOLE_SUBTREE = {CATEGORIES[0][0], CATEGORIES[2][0], CATEGORIES[4][0]}
+WHOLE_SUBTREE = {c for c, _ in CATEGORIES if c.startswith(("bitsandbytes", "attention", "LoRA dropout", "softmax"))}
 
 
 def by_category(events) -> dict[str, float]:
@@ -130,21 +134,24 @@ def summarize(prof, steps: int, top: int) -> tuple[dict[str, float], str]:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    require_assets()
-    gc = args.gradient_checkpointing == "on" if args.gradient_checkpointing else args.arch == "full"
+    require_assets(args.model)
+    gc = args.gradient_checkpointing == "on" if args.gradient_checkpointing else args.model == "full"
     n = (args.warmup + args.steps) * args.batch_size
     texts, labels = sample_tweets("train", n, 0)
     with tempfile.TemporaryDirectory(prefix="bench_profile_") as tmp:
-        setting = Setting(arch=args.arch, weights=str(save_random_weights(args.arch, Path(tmp) / "weights")),
+        weights, tokenizer = save_weights(args.model, Path(tmp) / "weights")
+        setting = Setting(arch=args.model, weights=weights, tokenizer=tokenizer, dtype=args.dtype,
                           batch_size=args.batch_size, gradient_checkpointing=gc)
         path = str(write_jsonl(Path(tmp) / "train.jsonl", texts, labels))
         prof = profiled_fit(setting, {"train": path, "validation": path}, args.warmup, args.steps)
     per_step, text = summarize(prof, args.steps, args.top)
     print(text)
-    output = args.output or ROOT / "bench" / "results" / f"profile_{args.arch}"
+    dtype = resolved_dtype(setting)
+    output = args.output or ROOT / "bench" / "results" / f"profile_{args.model}_{dtype}"
     output.parent.mkdir(parents=True, exist_ok=True)
     output.with_suffix(".txt").write_text(text + "\n")
-    write_json(output.with_suffix(".json"), {"arch": args.arch, "steps": args.steps, "gradient_checkpointing": gc,
+    write_json(output.with_suffix(".json"), {"model": args.model, "dtype": dtype, "steps": args.steps,
+                                             "gradient_checkpointing": gc,
                                              "seconds_per_step_by_category": per_step, "machine": machine()})
     print(f"wrote {output.with_suffix('.txt')} and .json")
 

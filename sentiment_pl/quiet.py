@@ -23,6 +23,8 @@ IGNORED_WARNINGS = (
 IGNORED_LOGS = (
     ("lightning.pytorch.utilities.rank_zero", "💡 Tip:"),
     ("bitsandbytes.backends.cpu.ops", "Failed to load CPU gemm_4bit_forward from kernels-community"),
+    # a GGUF base is dequantized and quantized again to NF4: the packed GGUF kernels it warns about never run
+    ("transformers.quantizers.quantizer_gguf", "Loading a GGUF checkpoint with its weights packed"),
 )
 
 
