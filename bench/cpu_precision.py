@@ -44,7 +44,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batches", type=int, default=None, help="batches per variant per round (default 3; quick 2)")
     p.add_argument("--batch-size", type=int, default=12)
     p.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated subset of {','.join(VARIANTS)}")
-    p.add_argument("--output", type=Path, default=ROOT / "bench" / "results" / "cpu_precision.json")
+    p.add_argument("--output", type=Path, default=None,
+                   help="JSON results (default bench/results/cpu_precision.json, _quick with --quick)")
     return p.parse_args(argv)
 
 
@@ -132,8 +133,9 @@ def main(argv: list[str] | None = None) -> dict:
               "samples_per_s": {v: samples / m for v, m in median.items()},
               "ratio_to_fp32": {v: reference / m for v, m in median.items()}, "first_batch_loss": losses,
               "machine": env}
-    write_json(args.output, result)
-    print(f"wrote {args.output}")
+    output = args.output or ROOT / "bench" / "results" / f"cpu_precision{'_quick' if args.quick else ''}.json"
+    write_json(output, result)
+    print(f"wrote {output}")
     headline = {"cpu_capability": env["cpu_capability"], "native_bf16": env["native_bf16"],
                 **{f"{v}_vs_fp32": round(r, 3) for v, r in result["ratio_to_fp32"].items()}}
     print(" ".join(f"{k}={v}" for k, v in headline.items()))
