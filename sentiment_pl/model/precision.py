@@ -77,7 +77,7 @@ class CpuHalfPrecision:
 def fp32_attention_on_cpu(attention: Callable) -> Callable:
     """A transformers attention function that computes in fp32 on a CPU in half precision.
 
-    PyTorch's CPU flash-attention backward in bf16 takes about three times as long as in fp32 for these short
+    PyTorch's CPU flash-attention backward in bf16 takes several times as long as in fp32 for these short
     sequences, and attention is a small share of the FLOPs: the casts cost less than they save. Under autocast
     (which would cast the inputs back to bf16) autocast is switched off for the call. Elsewhere, unchanged.
     """
