@@ -182,9 +182,9 @@ def machine() -> dict[str, Any]:
 
     import torch
 
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     from sentiment_pl.model.precision import cpu_has_native_bf16
 
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
     return {"cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
             "processor": platform.processor(), "cpu_model": _cpu_model(),
             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "native_bf16": cpu_has_native_bf16(),

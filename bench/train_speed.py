@@ -58,7 +58,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def make_setting(args: argparse.Namespace, weights: str, tokenizer: str) -> Setting:
     full = args.model == "full"
-    steps = args.steps or (3 if args.quick else 3 if full else 10)
+    steps = args.steps or (3 if args.quick or full else 10)
     gc = args.gradient_checkpointing == "on" if args.gradient_checkpointing else full
     return Setting(arch=args.model, weights=weights, tokenizer=tokenizer, dtype=args.dtype,
                    batch_size=args.batch_size, steps=steps, gradient_checkpointing=gc)
