@@ -14,7 +14,8 @@ validation macro-F1 wins, and the winner trains for `--minutes` (the quality con
 adapter and head, then is scored on the full validation and test splits; the record goes to
 `bench/results/quality_smollm2.json`.
 
-    python bench/seq_cls.py                   # the sweep (3 x 8 min) and a 42-minute run: about 75 minutes
+    python bench/seq_cls.py                   # the sweep (3 x 8 min) and a 36-minute run: about 70 minutes
+    python bench/seq_cls.py --steps 600       # the final run on quality.yaml's 600 batches of 16 instead
     python bench/seq_cls.py --quick           # 1-minute runs, 256 validation tweets, no test, nothing written
 """
 
@@ -43,7 +44,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--lrs", default="3e-4,1e-3,3e-3", help="candidate learning rates, comma-separated")
     p.add_argument("--sweep-minutes", type=float, default=8.0, help="training minutes per candidate")
-    p.add_argument("--minutes", type=float, default=42.0, help="training minutes of the final run")
+    p.add_argument("--minutes", type=float, default=36.0, help="training minutes of the final run")
+    p.add_argument("--steps", type=int, default=None,
+                   help="train the final run for exactly these steps instead (the quality config's data budget)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lora-r", type=int, default=16)
@@ -122,11 +125,13 @@ def collate(ids: list[list[int]], picks: list[int], pad_id: int) -> tuple[torch.
     return input_ids, mask
 
 
-def train(model, dtype, train_ids, train_labels, lr: float, minutes: float, args, pad_id: int) -> dict:
-    """Train for `minutes`: the schedule's length is set from the speed of the first WARMUP_STEPS steps."""
+def train(model, dtype, train_ids, train_labels, lr: float, minutes: float, args, pad_id: int,
+          steps: int | None = None) -> dict:
+    """Train for `steps`, or for `minutes`: then the schedule's length is set from the speed of the first
+    WARMUP_STEPS steps."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    total = [10**9]  # fixed after the warm-up steps, from their measured speed
+    total = [steps or 10**9]  # without `steps`, fixed after the warm-up steps from their measured speed
 
     def factor(step: int) -> float:
         if step < WARMUP_STEPS:
@@ -149,7 +154,7 @@ def train(model, dtype, train_ids, train_labels, lr: float, minutes: float, args
             optimizer.zero_grad(set_to_none=True)
             schedule.step()
             step, losses = step + 1, losses + [loss.item()]
-            if step == WARMUP_STEPS:
+            if step == WARMUP_STEPS and steps is None:
                 per_step = (time.perf_counter() - start) / step
                 total[0] = max(step + 1, int(minutes * 60 / per_step))
                 print(f"  lr {lr:g}: {per_step:.2f} s/step -> {total[0]} steps in {minutes:g} min", flush=True)
@@ -213,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
         best = max(sweep, key=lambda r: r["val"]["macro_f1"])
         fit_start = time.perf_counter()
         model, dtype = build(weights, tokenizer, args, args.seed)
-        final = train(model, dtype, ids["train"], labels["train"], best["lr"], args.minutes, args, pad)
+        final = train(model, dtype, ids["train"], labels["train"], best["lr"], args.minutes, args, pad, args.steps)
         val = evaluate(model, dtype, ids["validation"], labels["validation"], pad)
         fit_seconds = time.perf_counter() - fit_start + prepare_seconds
         test = None if args.quick else evaluate(model, dtype, ids["test"], labels["test"], pad)
