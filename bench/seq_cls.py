@@ -12,10 +12,12 @@ trainable and saved (peft#310).
 Its learning rate is its own, chosen on validation: every candidate trains for `--sweep-minutes`, the best
 validation macro-F1 wins, and the winner trains for `--minutes` (the quality config's fit time) on a fresh
 adapter and head, then is scored on the full validation and test splits; the record goes to
-`bench/results/quality_smollm2.json`.
+`bench/results/quality_smollm2.json`, named with its budget (steps or minutes). A single `--lrs` value skips the
+sweep: the learning rate an earlier sweep chose, reused for a run on another budget.
 
     python bench/seq_cls.py                   # the sweep (3 x 8 min) and a 36-minute run: about 70 minutes
     python bench/seq_cls.py --steps 600       # the final run on quality.yaml's 600 batches of 16 instead
+    python bench/seq_cls.py --lrs 1e-3 --minutes 18.7   # no sweep: quality.yaml's fit minutes at a chosen rate
     python bench/seq_cls.py --quick           # 1-minute runs, 256 validation tweets, no test, nothing written
 """
 
@@ -207,7 +209,8 @@ def main(argv: list[str] | None = None) -> dict:
         labels = {s: lab for s, (_, lab) in splits.items()}
         prepare_seconds = time.perf_counter() - load_start
         sweep = []
-        for lr in (float(x) for x in args.lrs.split(",")):
+        lrs = [float(x) for x in args.lrs.split(",")]
+        for lr in lrs if len(lrs) > 1 else []:
             model, dtype = build(weights, tokenizer, args, args.seed)
             run = train(model, dtype, ids["train"], labels["train"], lr, args.sweep_minutes, args, pad)
             run["val"] = evaluate(model, dtype, ids["validation"], labels["validation"], pad)
@@ -215,7 +218,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"(macro-recall {run['val']['macro_recall']:.4f}) after {run['tweets']} tweets", flush=True)
             sweep.append(run)
             del model
-        best = max(sweep, key=lambda r: r["val"]["macro_f1"])
+        best = max(sweep, key=lambda r: r["val"]["macro_f1"]) if sweep else {"lr": lrs[0]}
         fit_start = time.perf_counter()
         model, dtype = build(weights, tokenizer, args, args.seed)
         final = train(model, dtype, ids["train"], labels["train"], best["lr"], args.minutes, args, pad, args.steps)
@@ -228,7 +231,8 @@ def main(argv: list[str] | None = None) -> dict:
         return {"sweep": sweep, "final": final, "val": val}
     print(f"test macro-F1 {test['macro_f1']:.4f}, macro-recall {test['macro_recall']:.4f}, "
           f"accuracy {test['accuracy']:.4f}", flush=True)
-    record = {"config": CONFIG, "seed": args.seed, "fit_seconds": round(fit_seconds, 1),
+    budget = f"{args.steps} steps" if args.steps else f"{args.minutes:g} minutes"
+    record = {"config": f"{CONFIG}, {budget}", "seed": args.seed, "fit_seconds": round(fit_seconds, 1),
               "val_macro_f1": val["macro_f1"], "val_macro_recall": val["macro_recall"],
               "test_macro_f1": test["macro_f1"], "test_macro_recall": test["macro_recall"],
               "test_accuracy": test["accuracy"], "test_class_f1": test["class_f1"], "lr": best["lr"],
