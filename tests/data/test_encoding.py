@@ -12,7 +12,7 @@ def encoder(tokenizer):
 
 
 def supervised(e):
-    return [t for t, l in zip(e.input_ids, e.labels) if l != IGNORE_INDEX]
+    return [t for t, label in zip(e.input_ids, e.labels) if label != IGNORE_INDEX]
 
 
 @pytest.mark.parametrize("sentiment", range(3))
