@@ -124,8 +124,8 @@ def zero_shot(config: str, generation: bool) -> list[dict]:
 
 
 def table() -> str:
-    """Markdown rows, medians over seeds, from the results file."""
-    lines = ["| system | seeds | fit time | val macro-F1 | test macro-F1 | test macro-recall | test accuracy |",
+    """Markdown rows, medians over seeds (fit time: the fastest seed's), from the results file."""
+    lines = ["| system | seeds | fit (fastest seed) | val macro-F1 | test macro-F1 | test macro-recall | test accuracy |",
              "|---|---|---|---|---|---|---|"]
     for config, m in medians(read_records()).items():
         minutes = f"{m['fit_seconds'] / 60:.0f} min" if m.get("fit_seconds") else "-"
