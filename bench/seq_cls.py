@@ -42,12 +42,30 @@ WARMUP_STEPS = 20  # also the steps the time budget's schedule length is measure
 ATTENTION = "sdpa_fp32_on_cpu"
 
 
+def learning_rates(text: str) -> list[float]:
+    """`--lrs`, parsed before minutes of loading: positive numbers, comma-separated."""
+    try:
+        rates = [float(x) for x in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a comma-separated list of numbers") from None
+    if any(r <= 0 for r in rates):
+        raise argparse.ArgumentTypeError(f"{text!r}: every learning rate must be positive")
+    return rates
+
+
+def positive_int(text: str) -> int:
+    if not text.isdigit() or int(text) == 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive whole number")
+    return int(text)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--lrs", default="3e-4,1e-3,3e-3", help="candidate learning rates, comma-separated")
+    p.add_argument("--lrs", type=learning_rates, default="3e-4,1e-3,3e-3",
+                   help="candidate learning rates, comma-separated; one value skips the sweep")
     p.add_argument("--sweep-minutes", type=float, default=8.0, help="training minutes per candidate")
     p.add_argument("--minutes", type=float, default=36.0, help="training minutes of the final run")
-    p.add_argument("--steps", type=int, default=None,
+    p.add_argument("--steps", type=positive_int, default=None,
                    help="train the final run for exactly these steps instead (the quality config's data budget)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
@@ -209,8 +227,7 @@ def main(argv: list[str] | None = None) -> dict:
         labels = {s: lab for s, (_, lab) in splits.items()}
         prepare_seconds = time.perf_counter() - load_start
         sweep = []
-        lrs = [float(x) for x in args.lrs.split(",")]
-        for lr in lrs if len(lrs) > 1 else []:
+        for lr in args.lrs if len(args.lrs) > 1 else []:
             model, dtype = build(weights, tokenizer, args, args.seed)
             run = train(model, dtype, ids["train"], labels["train"], lr, args.sweep_minutes, args, pad)
             run["val"] = evaluate(model, dtype, ids["validation"], labels["validation"], pad)
@@ -218,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
                   f"(macro-recall {run['val']['macro_recall']:.4f}) after {run['tweets']} tweets", flush=True)
             sweep.append(run)
             del model
-        best = max(sweep, key=lambda r: r["val"]["macro_f1"]) if sweep else {"lr": lrs[0]}
+        best = max(sweep, key=lambda r: r["val"]["macro_f1"]) if sweep else {"lr": args.lrs[0]}
         fit_start = time.perf_counter()
         model, dtype = build(weights, tokenizer, args, args.seed)
         final = train(model, dtype, ids["train"], labels["train"], best["lr"], args.minutes, args, pad, args.steps)
