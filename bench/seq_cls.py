@@ -38,7 +38,7 @@ from _common import machine, read_split, require_assets, save_weights  # noqa: E
 from _quality import save_record  # noqa: E402
 
 CONFIG = "LoRA sequence-classification head, same base"
-WARMUP_STEPS = 20  # also the steps the time budget's schedule length is measured over
+WARMUP_STEPS = 20
 ATTENTION = "sdpa_fp32_on_cpu"
 
 
@@ -147,22 +147,26 @@ def collate(ids: list[list[int]], picks: list[int], pad_id: int) -> tuple[torch.
 
 def train(model, dtype, train_ids, train_labels, lr: float, minutes: float, args, pad_id: int,
           steps: int | None = None) -> dict:
-    """Train for `steps`, or for `minutes`: then the schedule's length is set from the speed of the first
-    WARMUP_STEPS steps."""
+    """Train for `steps`, or for `minutes` of the clock: then the learning rate decays linearly in elapsed time
+    and training stops at the deadline, so the budget holds however the pace drifts (longer batches, a busy CPU)."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
-    total = [steps or 10**9]  # without `steps`, fixed after the warm-up steps from their measured speed
+    start = time.perf_counter()
+    deadline = start + minutes * 60
+    warm_end = [deadline]  # when the warm-up ended: the clock schedule decays from there to the deadline
 
     def factor(step: int) -> float:
         if step < WARMUP_STEPS:
             return (step + 1) / WARMUP_STEPS
-        return max(0.0, (total[0] - step) / max(1, total[0] - WARMUP_STEPS))
+        if steps is not None:
+            return max(0.0, (steps - step) / max(1, steps - WARMUP_STEPS))
+        return max(0.0, (deadline - time.perf_counter()) / max(1e-9, deadline - warm_end[0]))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     rng, labels = random.Random(args.seed), torch.tensor(train_labels)
     model.train()
-    start, step, losses, epoch = time.perf_counter(), 0, [], 0
-    while step < total[0]:
+    step, losses, epoch, done = 0, [], 0, False
+    while not done:
         for picks in length_grouped_batches(train_ids, args.batch_size, rng):
             input_ids, mask = collate(train_ids, picks, pad_id)
             with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
@@ -172,15 +176,15 @@ def train(model, dtype, train_ids, train_labels, lr: float, minutes: float, args
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-            schedule.step()
             step, losses = step + 1, losses + [loss.item()]
-            if step == WARMUP_STEPS and steps is None:
-                per_step = (time.perf_counter() - start) / step
-                total[0] = max(step + 1, int(minutes * 60 / per_step))
-                print(f"  lr {lr:g}: {per_step:.2f} s/step -> {total[0]} steps in {minutes:g} min", flush=True)
+            if step == WARMUP_STEPS:
+                warm_end[0] = time.perf_counter()
+            schedule.step()
             if step % 100 == 0:
-                print(f"  step {step}/{total[0]}: loss {sum(losses[-100:]) / 100:.4f}", flush=True)
-            if step >= total[0]:
+                left = f"/{steps}" if steps else f", {max(0.0, deadline - time.perf_counter()) / 60:.1f} min left"
+                print(f"  step {step}{left}: loss {sum(losses[-100:]) / 100:.4f}", flush=True)
+            done = step >= steps if steps else time.perf_counter() >= deadline
+            if done:
                 break
         epoch += 1
     seconds = time.perf_counter() - start
