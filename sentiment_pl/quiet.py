@@ -18,6 +18,8 @@ IGNORED_WARNINGS = (
     # the data loaders run in the main process on purpose: encoded tweets are in memory, batching is cheap
     (UserWarning, r".*does not have many workers which may be a bottleneck"),
     (UserWarning, r"LightningCLI's args parameter is intended to run from within Python"),
+    # on two ranks: the epoch metrics are reduced over the ranks by torchmetrics before they are logged
+    (UserWarning, r"It is recommended to use `self.log\('(val|test)/(accuracy|macro_f1|macro_recall|f1_\w+)'"),
 )
 # (logger, message start): lines logged at INFO or WARNING that only advertise or explain a dependency.
 IGNORED_LOGS = (
