@@ -16,8 +16,8 @@ adapter and head, then is scored on the full validation and test splits; the rec
 sweep: the learning rate an earlier sweep chose, reused for a run on another budget.
 
     python bench/seq_cls.py                   # the sweep (3 x 8 min) and a 36-minute run: about 70 minutes
-    python bench/seq_cls.py --steps 600       # the final run on quality.yaml's 600 batches of 16 instead
-    python bench/seq_cls.py --lrs 1e-3 --minutes 16.4   # no sweep: quality.yaml's fit time less loading, validation
+    python bench/seq_cls.py --steps 600       # the final run on exactly 600 batches of 16 instead
+    python bench/seq_cls.py --lrs 1e-3 --minutes 16.4   # no sweep: a chosen rate, 16.4 training minutes
     python bench/seq_cls.py --quick           # 1-minute runs, 256 validation tweets, no test, nothing written
 """
 
@@ -66,7 +66,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sweep-minutes", type=float, default=8.0, help="training minutes per candidate")
     p.add_argument("--minutes", type=float, default=36.0, help="training minutes of the final run")
     p.add_argument("--steps", type=positive_int, default=None,
-                   help="train the final run for exactly these steps instead (the quality config's data budget)")
+                   help="train the final run for exactly these steps instead (a data budget, not a time budget)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lora-r", type=int, default=16)
@@ -153,14 +153,14 @@ def train(model, dtype, train_ids, train_labels, lr: float, minutes: float, args
     optimizer = torch.optim.AdamW(params, lr=lr, weight_decay=0.0)
     start = time.perf_counter()
     deadline = start + minutes * 60
-    warm_end = [deadline]  # when the warm-up ended: the clock schedule decays from there to the deadline
+    warm_end = deadline  # when the warm-up ended (set below): the clock schedule decays from there
 
     def factor(step: int) -> float:
         if step < WARMUP_STEPS:
             return (step + 1) / WARMUP_STEPS
         if steps is not None:
             return max(0.0, (steps - step) / max(1, steps - WARMUP_STEPS))
-        return max(0.0, (deadline - time.perf_counter()) / max(1e-9, deadline - warm_end[0]))
+        return max(0.0, (deadline - time.perf_counter()) / max(1e-9, deadline - warm_end))
 
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     rng, labels = random.Random(args.seed), torch.tensor(train_labels)
@@ -178,7 +178,7 @@ def train(model, dtype, train_ids, train_labels, lr: float, minutes: float, args
             optimizer.zero_grad(set_to_none=True)
             step, losses = step + 1, losses + [loss.item()]
             if step == WARMUP_STEPS:
-                warm_end[0] = time.perf_counter()
+                warm_end = time.perf_counter()
             schedule.step()
             if step % 100 == 0:
                 left = f"/{steps}" if steps else f", {max(0.0, deadline - time.perf_counter()) / 60:.1f} min left"
