@@ -5,11 +5,15 @@ whole command, loading and validations included), then `test` of the best checkp
 validation macro-F1), then the record goes to `bench/results/quality_smollm2.json` (see `_quality.py`).
 
     python bench/quality.py fit configs/quality.yaml --seed 0           # one configuration, one seed
+    python bench/quality.py fit configs/quality.yaml --validation-only  # a screening run: no test score
+    python bench/quality.py test configs/quality.yaml --seed 0          # test a fitted run, keep the record
     python bench/quality.py fit configs/seed_recipe.yaml --name "seed recipe" -- --trainer.max_steps 14 ...
     python bench/quality.py zero-shot configs/quality.yaml              # the base alone: scoring and generation
     python bench/quality.py table                                       # the README's table, medians over seeds
 
-`fit` arguments after `--` go to both `fit` and `test` (overrides of the config). `zero-shot` scores the base
+A screening run is judged on validation alone, so `--validation-only` stops after `fit` (its time is kept beside
+the run, in `fit_record.json`); `test` with the same config, seed, name and overrides finishes an adopted one.
+Arguments after `--` go to both `fit` and `test` (overrides of the config). `zero-shot` scores the base
 model of a config without an adapter on validation and test, by class scoring and by greedy generation parsed
 into a class (the seed's method), through `python -m sentiment_pl baselines`.
 """
@@ -24,10 +28,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, machine, require_assets  # noqa: E402
+from _common import ROOT, machine, require_assets, write_json  # noqa: E402
 from _quality import RESULTS, medians, read_records, save_record  # noqa: E402
 
 RUNS = "runs"  # the log directory of every fit, as a user's run
+FIT_RECORD = "fit_record.json"  # beside the run: how long its fit took, and the command
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -37,6 +42,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     fit.add_argument("config", help="the training config")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--name", default=None, help="the configuration's name in the results (default: the file)")
+    fit.add_argument("--validation-only", action="store_true",
+                     help="stop after fit: a screening run, judged on validation, not scored on test")
+    test = sub.add_parser("test", help="test the best checkpoint of a run fitted with --validation-only, "
+                                       "keep the record")
+    test.add_argument("config", help="the training config the run was fitted with")
+    test.add_argument("--seed", type=int, default=0)
+    test.add_argument("--name", default=None, help="the name the run was fitted under (default: the file)")
     zero = sub.add_parser("zero-shot", help="the config's base model without an adapter, validation and test")
     zero.add_argument("config", help="the training config whose base model and prompt are scored")
     zero.add_argument("--generation", choices=("on", "off"), default="on",
@@ -63,35 +75,57 @@ def sentiment_pl(*args: str) -> tuple[str, float]:
     return proc.stdout, seconds
 
 
-def fit_and_test(config: str, seed: int, name: str, overrides: list[str]) -> dict:
-    import json
-
-    import torch
-
-    from sentiment_pl.training.module import VALIDATION_KEY
-    from sentiment_pl.training.report import test_results_path
-
+def run_version(name: str, seed: int) -> tuple[str, Path]:
+    """The log version of a configuration's seed and its run directory."""
     version = f"{name.replace(' ', '_').replace('/', '_')}-seed{seed}"
-    run_dir = ROOT / RUNS / "quality" / version
+    return version, ROOT / RUNS / "quality" / version
+
+
+def fit_run(config: str, seed: int, name: str, overrides: list[str]) -> None:
+    """`fit` one seed, timed; the time and the command go to the run's `fit_record.json` for `test_run`."""
+    version, run_dir = run_version(name, seed)
     fit_args = ["fit", "--config", config, "--seed_everything", str(seed),
                 "--trainer.logger.init_args.save_dir", RUNS, "--trainer.logger.init_args.name", "quality",
                 "--trainer.logger.init_args.version", version, *overrides]
     _, fit_seconds = sentiment_pl(*fit_args)
+    write_json(run_dir / FIT_RECORD, {"fit_seconds": round(fit_seconds, 1),
+                                      "command": "python -m sentiment_pl " + " ".join(fit_args)})
+    print(f"fit took {fit_seconds:.1f} s; validation of the best checkpoint: {best_validation(run_dir)[1]}")
+
+
+def best_validation(run_dir: Path) -> tuple[Path, dict]:
+    """The run's best checkpoint (best validation macro-F1) and the validation figures it was kept for."""
+    import torch
+
+    from sentiment_pl.training.module import VALIDATION_KEY
+
     best = sorted((run_dir / "checkpoints").glob("best-*.ckpt"))
     if len(best) != 1:
         sys.exit(f"expected one best checkpoint in {run_dir / 'checkpoints'}, found {[p.name for p in best]}")
-    checkpoint = best[0]
-    validation = torch.load(checkpoint, map_location="cpu", weights_only=True)[VALIDATION_KEY]
+    return best[0], torch.load(best[0], map_location="cpu", weights_only=True)[VALIDATION_KEY]
+
+
+def test_run(config: str, seed: int, name: str, overrides: list[str]) -> dict:
+    """Score a fitted run's best checkpoint on test once; the record for the results file."""
+    import json
+
+    from sentiment_pl.training.report import test_results_path
+
+    _, run_dir = run_version(name, seed)
+    if not (run_dir / FIT_RECORD).exists():
+        sys.exit(f"{run_dir / FIT_RECORD} not found: fit this config, seed and name first")
+    fitted = json.loads((run_dir / FIT_RECORD).read_text())
+    checkpoint, validation = best_validation(run_dir)
     _, test_seconds = sentiment_pl("test", "--config", config, "--ckpt_path", str(checkpoint),
                                    "--trainer.logger", "false", *overrides)
     test = json.loads(test_results_path(checkpoint).read_text())
-    return {"config": name, "seed": seed, "fit_seconds": round(fit_seconds, 1),
+    return {"config": name, "seed": seed, "fit_seconds": fitted["fit_seconds"],
             "val_macro_f1": validation["macro_f1"], "val_macro_recall": validation["macro_recall"],
             "val_accuracy": validation["accuracy"], "val_step": validation["step"],
             "test_macro_f1": test["macro_f1"], "test_macro_recall": test["macro_recall"],
             "test_accuracy": test["accuracy"], "test_class_f1": test["class_f1"], "test_confusion": test["confusion"],
             "test_seconds": round(test_seconds, 1), "checkpoint": str(checkpoint.relative_to(ROOT)),
-            "command": "python -m sentiment_pl " + " ".join(fit_args), "machine": machine()}
+            "command": fitted["command"], "machine": machine()}
 
 
 def zero_shot(config: str, generation: bool) -> list[dict]:
@@ -140,8 +174,12 @@ def main(argv: list[str] | None = None) -> None:
         print(table())
         return
     require_assets("smollm2")
-    if args.command == "fit":
-        save_record(fit_and_test(args.config, args.seed, args.name or Path(args.config).name, args.overrides))
+    if args.command in ("fit", "test"):
+        name = args.name or Path(args.config).name
+        if args.command == "fit":
+            fit_run(args.config, args.seed, name, args.overrides)
+        if args.command == "test" or not args.validation_only:
+            save_record(test_run(args.config, args.seed, name, args.overrides))
     else:
         for record in zero_shot(args.config, args.generation == "on"):
             save_record(record)
