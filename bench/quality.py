@@ -90,7 +90,9 @@ def fit_run(config: str, seed: int, name: str, overrides: list[str]) -> None:
     _, fit_seconds = sentiment_pl(*fit_args)
     write_json(run_dir / FIT_RECORD, {"fit_seconds": round(fit_seconds, 1),
                                       "command": "python -m sentiment_pl " + " ".join(fit_args)})
-    print(f"fit took {fit_seconds:.1f} s; validation of the best checkpoint: {best_validation(run_dir)[1]}")
+    checkpoint, v = best_validation(run_dir)
+    print(f"fit took {fit_seconds:.1f} s; {checkpoint.name}: validation macro-F1 {v['macro_f1']:.4f}, "
+          f"macro-recall {v['macro_recall']:.4f}, accuracy {v['accuracy']:.4f}")
 
 
 def best_validation(run_dir: Path) -> tuple[Path, dict]:
