@@ -100,3 +100,15 @@ def cpu_adam():
     from deepspeed.ops.op_builder import CPUAdamBuilder
 
     return CPUAdamBuilder().load()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def no_process_group_left_behind():
+    """An in-process DeepSpeed run initializes torch.distributed (gloo, one rank) and leaves it so; a later module's
+    one-process runs would then look distributed to Lightning (its sync_dist warnings, for one). Each module ends
+    with none."""
+    yield
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()

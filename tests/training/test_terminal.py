@@ -37,6 +37,7 @@ def printed(tmp_path_factory, tokenizer_dir, tweeteval_dir):
     import contextlib
     import io
     import logging
+    import warnings
 
     tmp = tmp_path_factory.mktemp("terminal")
     data = tweeteval_folder(tmp / "data", tweeteval_dir, {"train": 16, "val": 8, "test": 8})
@@ -48,11 +49,13 @@ def printed(tmp_path_factory, tokenizer_dir, tweeteval_dir):
     handler = logging.StreamHandler(out)
     logging.getLogger().addHandler(handler)
     try:
-        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out), \
+                warnings.catch_warnings(record=True) as caught:
             main(["fit", "--config", str(write_config(tmp / "config.yaml", config)), "--trainer.logger", "false"])
     finally:
         logging.getLogger().removeHandler(handler)
-    return out.getvalue()
+    # Warnings are part of what the user sees: Python prints them on stderr.
+    return out.getvalue() + "".join(f"{w.category.__name__}: {w.message}\n" for w in caught)
 
 
 def test_a_run_without_a_logger_trains_and_prints_its_result(printed):
@@ -61,5 +64,6 @@ def test_a_run_without_a_logger_trains_and_prints_its_result(printed):
 
 def test_the_step_budget_is_printed_once_and_dependency_notices_not_at_all(printed):
     assert printed.count("samples per optimizer step (batch 4 x accumulation 1 x 1 device(s))") == 1
-    for notice in ("💡 Tip", "litlogger", "LeafSpec", "does not have many workers", "is_gradient_checkpointing"):
+    for notice in ("💡 Tip", "litlogger", "LeafSpec", "does not have many workers", "is_gradient_checkpointing",
+                   "sync_dist"):
         assert notice not in printed, notice
