@@ -106,7 +106,8 @@ def cpu_adam():
 def no_process_group_left_behind():
     """An in-process DeepSpeed run initializes torch.distributed (gloo, one rank) and leaves it so; a later module's
     one-process runs would then look distributed to Lightning (its sync_dist warnings, for one). Each module ends
-    with none."""
+    with none. Not after each run: DeepSpeed keeps the group in its own module state, and a second in-process
+    DeepSpeed run after the group was destroyed fails ("Group ... is not registered")."""
     yield
     import torch.distributed as dist
 
