@@ -53,7 +53,6 @@ class Setting:
     lora_targets: tuple[str, ...] = ("k_proj", "v_proj")
     gradient_checkpointing: bool = False
     max_length: int = 256
-    threads: int = 0  # torch threads in each worker; 0: torch's default (every core)
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -154,11 +153,8 @@ def run_child(script: str, worker: str, job: dict[str, Any], timeout: float) -> 
     with tempfile.TemporaryDirectory(prefix="bench_job_") as tmp:
         job_file, out_file = Path(tmp) / "job.json", Path(tmp) / "result.json"
         job_file.write_text(json.dumps({**job, "result": str(out_file)}))
-        # Each child compiles from nothing (TorchInductor keeps compiled kernels on disk, for later processes):
-        # a compiled variant's warm-up is then the compile a first run pays.
         env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
-               "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error",
-               "TORCHINDUCTOR_CACHE_DIR": str(Path(tmp) / "inductor")}
+               "TOKENIZERS_PARALLELISM": "false", "TRANSFORMERS_VERBOSITY": "error"}
         start = time.perf_counter()
         proc = subprocess.run([sys.executable, str(Path(__file__).with_name(script)), "--worker", worker,
                                "--job", str(job_file)], env=env, capture_output=True, text=True, timeout=timeout)

@@ -7,8 +7,6 @@
 - `ours_full_last_layer`: `ours` with `trim_last_layer=False`, the last decoder layer run at every position: the
   ablation that isolates running it at the answer positions only.
 - `ours_fp32`: `ours` computing in float32 whatever the CPU: the ablation that isolates the compute dtype.
-- `ours_compiled`: `ours` with `compile=True`, the decoder layers but the last compiled (its first step, where the
-  compiling happens, is the warm-up step: `warmup_seconds` shows what it costs).
 - `trl`: the seed's stack, TRL SFTTrainer with its completion-only loss on a prompt/completion dataset, given
   exactly our token ids and completion masks so both sides train on the same tokens.
 
@@ -33,15 +31,13 @@ class StepClock:
 
     def __init__(self) -> None:
         self.start = 0.0
-        self.warmup_seconds = 0.0
         self.ends: list[float] = []
         self.batches: list[tuple[int, int, int]] = []  # (samples, real tokens, padded tokens)
         self.peak_rss_mb = 0.0
         self.peak_rss_mb_loading = 0.0
 
-    def started(self, warmup_began: float) -> None:
+    def started(self) -> None:
         self.start = time.perf_counter()
-        self.warmup_seconds = self.start - warmup_began
 
     def step_done(self) -> None:
         self.ends.append(time.perf_counter())
@@ -57,7 +53,6 @@ class StepClock:
         return {"steps": len(self.ends), "seconds": seconds, "samples": samples, "real_tokens": real,
                 "samples_per_s": samples / seconds, "tokens_per_s": real / seconds,
                 "padding_efficiency": real / padded, "seconds_per_step": seconds / len(self.ends),
-                "warmup_seconds": self.warmup_seconds,
                 "peak_rss_mb_training": self.peak_rss_mb,
                 "peak_rss_mb_process": max(self.peak_rss_mb, self.peak_rss_mb_loading)}
 
@@ -82,7 +77,7 @@ def encode(files: dict[str, str], setting: Setting):
 # -- ours ---------------------------------------------------------------------------------------------------
 
 def run_ours(job: dict[str, Any], full_head: bool = False, trim_last_layer: bool = True,
-             dtype: str | None = None, compile_layers: bool = False) -> dict[str, Any]:
+             dtype: str | None = None) -> dict[str, Any]:
     import lightning.pytorch as pl
     from functools import partial
 
@@ -100,7 +95,7 @@ def run_ours(job: dict[str, Any], full_head: bool = False, trim_last_layer: bool
                         target_modules=setting.lora_targets)
     cls = FullHeadClassifier if full_head else SentimentClassifier
     module = cls(base=base_spec(setting), lora=lora, optimizer=partial(torch.optim.AdamW, lr=setting.lr),
-                 lr_schedule="linear", trim_last_layer=trim_last_layer, compile=compile_layers)
+                 lr_schedule="linear", trim_last_layer=trim_last_layer)
     # The warm-up tweets stand in as the validation split; validation itself is switched off.
     data = TweetSentimentData(source=LocalFiles(**job["files"]), tokenizer=setting.tokenizer,
                               batch_size=setting.batch_size, max_length=setting.max_length)
@@ -108,11 +103,10 @@ def run_ours(job: dict[str, Any], full_head: bool = False, trim_last_layer: bool
     class Clock(pl.Callback):
         def on_train_start(self, trainer, pl_module):
             clock.peak_rss_mb_loading = reset_peak_rss()
-            began = time.perf_counter()
             warm = Collator(data.tokenizer.pad_token_id)(list(data.datasets["validation"])[: setting.batch_size])
             pl_module.training_step(warm, 0).backward()  # compiles kernels and allocates, like the first step
             pl_module.zero_grad(set_to_none=True)
-            clock.started(began)
+            clock.started()
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             clock.saw(batch["attention_mask"])
@@ -195,12 +189,11 @@ def run_trl(job: dict[str, Any]) -> dict[str, Any]:
     class Clock(TrainerCallback):
         def on_train_begin(self, args, state, control, model=None, **kwargs):
             clock.peak_rss_mb_loading = reset_peak_rss()
-            began = time.perf_counter()
             # Set by the training loop before each step; the warm-up step comes before the loop's first.
             trainer.current_gradient_accumulation_steps = args.gradient_accumulation_steps
             trainer.training_step(model, dict(warm_batch))  # forward + backward, TRL's own
             model.zero_grad(set_to_none=True)
-            clock.started(began)
+            clock.started()
 
         def on_step_end(self, args, state, control, **kwargs):
             clock.step_done()
@@ -215,8 +208,7 @@ def run_trl(job: dict[str, Any]) -> dict[str, Any]:
 
 WORKERS = {"ours": run_ours, "ours_full_head": lambda job: run_ours(job, full_head=True), "trl": run_trl,
            "ours_full_last_layer": lambda job: run_ours(job, trim_last_layer=False),
-           "ours_fp32": lambda job: run_ours(job, dtype="float32"),
-           "ours_compiled": lambda job: run_ours(job, compile_layers=True)}
+           "ours_fp32": lambda job: run_ours(job, dtype="float32")}
 
 
 def run_worker(name: str, job_file: str) -> None:
@@ -225,7 +217,5 @@ def run_worker(name: str, job_file: str) -> None:
     from _common import write_json
 
     job = json.loads(Path(job_file).read_text())
-    if job["setting"]["threads"]:
-        torch.set_num_threads(job["setting"]["threads"])
     torch.manual_seed(0)
     write_json(Path(job["result"]), WORKERS[name](job))

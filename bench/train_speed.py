@@ -26,12 +26,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import (MODELS, ROOT, Setting, machine, median, require_assets, resolved_dtype,  # noqa: E402
                      run_child, sample_tweets, save_weights, setting_dict, write_json, write_jsonl)
 
-VARIANTS = ("ours", "trl", "ours_fp32", "ours_full_head", "ours_full_last_layer", "ours_compiled")
+VARIANTS = ("ours", "trl", "ours_fp32", "ours_full_head", "ours_full_last_layer")
 # What runs unless --variants says otherwise; the ablations only when asked for, so that --quick stays short.
 DEFAULT_VARIANTS = {"smollm2": ("ours", "trl", "ours_fp32"), "tiny": ("ours", "trl", "ours_full_head"),
                     "full": ("ours", "trl")}
-METRICS = ("samples_per_s", "tokens_per_s", "seconds_per_step", "warmup_seconds", "padding_efficiency",
-           "peak_rss_mb_training", "peak_rss_mb_process")
+METRICS = ("samples_per_s", "tokens_per_s", "seconds_per_step", "padding_efficiency", "peak_rss_mb_training",
+           "peak_rss_mb_process")
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,11 +49,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--gradient-checkpointing", choices=("on", "off"), default=None,
                    help="the same for every variant (default: off for tiny, on for full)")
     p.add_argument("--batch-size", type=int, default=12)
-    p.add_argument("--lora", choices=tuple(LORA), default="seed",
-                   help="seed: r8/alpha16 on k_proj+v_proj, dropout 0.05; quality: configs/quality.yaml's r16/alpha32 "
-                        "on all seven projections, dropout 0")
-    p.add_argument("--threads", type=int, default=0,
-                   help="torch threads in each run (default: every core); 1 is one rank of configs/quality.yaml")
     p.add_argument("--seed", type=int, default=0, help="which tweets are drawn from the train split")
     p.add_argument("--output", type=Path, default=None, help="JSON results (default bench/results/train_<model>.json)")
     p.add_argument("--worker", help=argparse.SUPPRESS)
@@ -61,18 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-LORA = {"seed": {}, "quality": {"lora_r": 16, "lora_alpha": 32, "lora_dropout": 0.0,
-                                 "lora_targets": ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                                  "down_proj")}}
-
-
 def make_setting(args: argparse.Namespace, weights: str, tokenizer: str) -> Setting:
     full = args.model == "full"
     steps = args.steps or (3 if args.quick or full else 10)
     gc = args.gradient_checkpointing == "on" if args.gradient_checkpointing else full
     return Setting(arch=args.model, weights=weights, tokenizer=tokenizer, dtype=args.dtype,
-                   batch_size=args.batch_size, steps=steps, gradient_checkpointing=gc, threads=args.threads,
-                   **LORA[args.lora])
+                   batch_size=args.batch_size, steps=steps, gradient_checkpointing=gc)
 
 
 def summarize(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
@@ -82,8 +71,7 @@ def summarize(runs: dict[str, list[dict]]) -> dict[str, dict[str, float]]:
 def ratios(summary: dict[str, dict[str, float]]) -> dict[str, float]:
     out: dict[str, float] = {}
     for a, b in (("ours", "trl"), ("ours_full_head", "trl"), ("ours", "ours_full_head"),
-                 ("ours", "ours_full_last_layer"), ("ours", "ours_fp32"), ("ours_compiled", "ours"),
-                 ("ours_compiled", "trl")):
+                 ("ours", "ours_full_last_layer"), ("ours", "ours_fp32")):
         if a in summary and b in summary:
             for m in ("samples_per_s", "tokens_per_s", "peak_rss_mb_training", "peak_rss_mb_process"):
                 out[f"{a}/{b}:{m}"] = summary[a][m] / summary[b][m]
@@ -91,13 +79,12 @@ def ratios(summary: dict[str, dict[str, float]]) -> dict[str, float]:
 
 
 def table(summary: dict[str, dict[str, float]], runs: dict[str, list[dict]]) -> str:
-    head = f"{'variant':20s} {'runs':>4s} {'samples/s':>10s} {'tokens/s':>9s} {'s/step':>7s} {'warm-up s':>9s} " \
-           f"{'pad.eff':>7s} {'peakRSS train MB':>16s} {'peakRSS proc MB':>15s}"
+    head = f"{'variant':20s} {'runs':>4s} {'samples/s':>10s} {'tokens/s':>9s} {'s/step':>7s} {'pad.eff':>7s} " \
+           f"{'peakRSS train MB':>16s} {'peakRSS proc MB':>15s}"
     lines = [head]
     for v, s in summary.items():
         lines.append(f"{v:20s} {len(runs[v]):4d} {s['samples_per_s']:10.2f} {s['tokens_per_s']:9.0f} "
-                     f"{s['seconds_per_step']:7.2f} {s['warmup_seconds']:9.1f} {s['padding_efficiency']:7.3f} "
-                     f"{s['peak_rss_mb_training']:16.0f} "
+                     f"{s['seconds_per_step']:7.2f} {s['padding_efficiency']:7.3f} {s['peak_rss_mb_training']:16.0f} "
                      f"{s['peak_rss_mb_process']:15.0f}")
     for v, rs in runs.items():
         lines.append(f"  {v} samples/s per run: " + ", ".join(f"{r['samples_per_s']:.2f}" for r in rs))

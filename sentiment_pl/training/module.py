@@ -47,9 +47,6 @@ class SentimentClassifier(pl.LightningModule):
         trim_last_layer: Run the last decoder layer's query, attention output and MLP only at the positions the
             loss and class scores read (its keys and values at every position): the same results for less
             compute. Llama layers only; other architectures run it in full.
-        compile: Compile every decoder layer but the last with `torch.compile` (dynamic shapes): the same
-            results, about 1.3x the tweets a second on a CPU (docs/performance.md), after a first step that
-            compiles for a minute or two (and a shorter compile on the first evaluation). For long runs.
     """
 
     # ThroughputMonitor asks for FLOPs per batch; they vary with sequence length, so none are reported.
@@ -59,7 +56,7 @@ class SentimentClassifier(pl.LightningModule):
                  optimizer: OptimizerCallable = torch.optim.AdamW, lr_schedule: str = "linear",
                  warmup_ratio: float = 0.0, share_prefix: bool = True,
                  class_weights: list[float] | Literal["balanced"] | None = None,
-                 trim_last_layer: bool = True, compile: bool = False) -> None:
+                 trim_last_layer: bool = True) -> None:
         super().__init__()
         check_schedule(warmup_ratio)
         if share_prefix:
@@ -75,7 +72,6 @@ class SentimentClassifier(pl.LightningModule):
         self.share_prefix = share_prefix
         # Whether the built model's last layer runs at read positions only (set where it is built).
         self.trim_last_layer, self.last_layer_trimmed = trim_last_layer, False
-        self.compile_layers = compile
         # bf16 (or fp16) computation on a CPU, which the module arranges itself (set where the model is built).
         self.cpu_half = CpuHalfPrecision(torch.float32, enabled=False)
         # Checkpoints hold the trainable weights only; the frozen base is rebuilt by configure_model.
@@ -118,8 +114,7 @@ class SentimentClassifier(pl.LightningModule):
         device = self.trainer.strategy.root_device if self._trainer else torch.device("cpu")
         self.model = self.build_model(device)
         self.cpu_half = CpuHalfPrecision.of(self.model.dtype, device)
-        self.last_layer_trimmed = install_fast_paths(self.model, self.share_prefix, self.trim_last_layer,
-                                                     self.compile_layers)
+        self.last_layer_trimmed = install_fast_paths(self.model, self.share_prefix, self.trim_last_layer)
         # from_pretrained leaves the base in eval mode and Lightning keeps each module's mode as found: without
         # this, gradient checkpointing (active only in training mode) would silently stay off.
         self.model.train()

@@ -1,6 +1,6 @@
-"""Three changes to the transformers Llama forward that compute the same results for less: the shared
-system-turn prefix run once per batch (`prefix`), the last decoder layer run only where it is read
-(`last_layer`), and the other decoder layers compiled (`compiled`).
+"""Two patches of the transformers Llama forward that compute the same results for less: the shared
+system-turn prefix run once per batch (`prefix`), and the last decoder layer run only where it is read
+(`last_layer`).
 
 The rest of the project meets them here only: `install_fast_paths` patches a model (refusing a transformers
 version the patches were not written for, `versions`), and `read_hidden_states` is the one forward, returning the
@@ -14,21 +14,16 @@ from collections.abc import Sequence
 import torch
 
 from sentiment_pl.model.base import backbone_and_head
-from sentiment_pl.model.fast.compiled import compile_decoder_layers
 from sentiment_pl.model.fast.last_layer import ReadPositionsDecoderLayer, read_positions_last_layer
 from sentiment_pl.model.fast.prefix import shared_prefix_hidden_states, use_shared_prefix_attention
 
 
-def install_fast_paths(model, share_prefix: bool, trim_last_layer: bool, compile_layers: bool = False) -> bool:
+def install_fast_paths(model, share_prefix: bool, trim_last_layer: bool) -> bool:
     """Patch `model` for the fast paths asked for; True when its last layer now runs at read positions only
     (Llama's), which `read_hidden_states` is then told with `trimmed`."""
-    backbone = backbone_and_head(model)[0]
     if share_prefix:
         use_shared_prefix_attention(model)
-    trimmed = trim_last_layer and read_positions_last_layer(backbone)
-    if compile_layers:
-        compile_decoder_layers(backbone)
-    return trimmed
+    return trim_last_layer and read_positions_last_layer(backbone_and_head(model)[0])
 
 
 def read_hidden_states(backbone, input_ids: torch.Tensor, attention_mask: torch.Tensor, rows: torch.Tensor,
