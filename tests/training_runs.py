@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from lightning.pytorch.callbacks import Callback
+from lightning.pytorch.callbacks import Callback, Timer
 
 from conftest import tiny_base_config
 
@@ -84,13 +84,15 @@ class LossRecorder(Callback):
 
 
 class RateRecorder(Callback):
-    """Appends the learning rate of every optimizer step to a JSON-lines file."""
+    """Appends the learning rate of every optimizer step to a JSON-lines file (`path`.rankN under several
+    processes, one file each)."""
 
     def __init__(self, path: str) -> None:
         self.path = path
 
     def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
-        with open(self.path, "a") as f:
+        path = self.path if trainer.world_size == 1 else f"{self.path}.rank{trainer.global_rank}"
+        with open(path, "a") as f:
             f.write(json.dumps(trainer.optimizers[0].param_groups[0]["lr"]) + "\n")
 
 
@@ -118,3 +120,20 @@ class SignalAt(Callback):
 
 def signal_at(step: int, signum: int) -> dict:
     return {"class_path": "training_runs.SignalAt", "init_args": {"step": step, "signum": int(signum)}}
+
+
+class StepClock(Timer):
+    """Lightning's `Timer` on a simulated clock: `seconds_per_step` a finished optimizer step (rank N's
+    seconds are `seconds_per_step` x (1 + N x `rank_skew`)), so time-limited runs are exact and repeatable."""
+
+    def __init__(self, duration: dict[str, int], seconds_per_step: float = 1.0, rank_skew: float = 0.0) -> None:
+        super().__init__(duration=duration, verbose=False)
+        self.seconds_per_step, self.rank_skew, self.trainer = seconds_per_step, rank_skew, None
+
+    def setup(self, trainer, pl_module, stage) -> None:
+        self.trainer = trainer
+
+    def time_elapsed(self, stage="train") -> float:
+        if self.trainer is None:
+            return 0.0
+        return self.trainer.global_step * self.seconds_per_step * (1 + self.trainer.global_rank * self.rank_skew)

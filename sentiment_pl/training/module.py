@@ -20,7 +20,7 @@ from sentiment_pl.model.objective import answer_sequences, completion_loss, firs
 from sentiment_pl.model.objective import scoring_positions, sequence_log_probs, supervised_positions
 from sentiment_pl.model.precision import CpuHalfPrecision
 from sentiment_pl.training.metrics import make_metrics, metrics_record, scalar_metrics
-from sentiment_pl.training.schedule import build_schedule, check_schedule
+from sentiment_pl.training.schedule import build_schedule, check_schedule, time_budget_spent
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +37,9 @@ class SentimentClassifier(pl.LightningModule):
         lora: LoRA adapters; `null` trains every weight (needs `base.quantization: none`).
         optimizer: Optimizer over the trainable parameters, e.g. `torch.optim.AdamW` with its `lr`.
         lr_schedule: transformers schedule name: `linear`, `cosine`, `constant`, `constant_with_warmup`, ...
-        warmup_ratio: Fraction of the optimizer steps spent warming the learning rate up from 0.
+        warmup_ratio: Fraction of the optimizer steps spent warming the learning rate up from 0. Under
+            `trainer.max_time` the schedule follows whichever of steps and time is further along, so a run the
+            clock stops ends with the learning rate where the schedule ends it.
         share_prefix: Run the system turn that opens every example once per batch and let every example attend
             to its keys and values, in one decoder call over the packed rows, padding left out (same loss,
             gradients and scores, less compute; without a system turn, only the padding is saved). Needs
@@ -226,7 +228,8 @@ class SentimentClassifier(pl.LightningModule):
     def configure_optimizers(self) -> dict[str, Any]:
         optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
         total = int(self.trainer.estimated_stepping_batches)
-        scheduler = build_schedule(optimizer, self.lr_schedule, total, self.warmup_ratio)
+        scheduler = build_schedule(optimizer, self.lr_schedule, total, self.warmup_ratio,
+                                   clock=time_budget_spent(self.trainer))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
 
     # -- checkpoints: adapter-sized --------------------------------------------------------------------------
