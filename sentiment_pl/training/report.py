@@ -1,14 +1,16 @@
 """The result a user reads at the end of a run: one table of the split's metrics beside the trivial baselines.
 
 `fit` prints it once, at the end, for the best validation (the one the best checkpoint holds) with that
-checkpoint's path; `validate` and `test` print it once for their split. `test` of a checkpoint also writes its
-metrics beside the checkpoint (`<checkpoint>.test.json`), where `export` finds them for the model card.
+checkpoint's path, and a line when `trainer.max_time` ended training before its steps did; `validate` and `test`
+print it once for their split. `test` of a checkpoint also writes its metrics beside the checkpoint
+(`<checkpoint>.test.json`), where `export` finds them for the model card.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +19,7 @@ from lightning.pytorch.callbacks import Callback
 
 from sentiment_pl.training.checkpointing import checkpoint_dirs
 from sentiment_pl.training.metrics import trivial_baselines
+from sentiment_pl.training.schedule import time_limit
 
 log = logging.getLogger(__name__)
 
@@ -81,6 +84,9 @@ class ResultTable(Callback):
         print(format_table(self.best, f"{title}: {self.best['tweets']} tweets"), flush=True)
         if best:
             print(f"best checkpoint: {best}", flush=True)
+        stopped = _stopped_by_time(trainer)
+        if stopped:
+            print(stopped, flush=True)
 
     def on_test_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         record = pl_module.recorded.get("test")
@@ -95,6 +101,17 @@ class ResultTable(Callback):
             figures = {k: v for k, v in record.items() if k != "step"}
             atomic_write_text(path, json.dumps({"checkpoint": Path(trainer.ckpt_path).name, **figures}, indent=1))
             log.info("test metrics written to %s", path)
+
+
+def _stopped_by_time(trainer: pl.Trainer) -> str | None:
+    """The line saying that `trainer.max_time` ended training before its steps did, if it did."""
+    timer = time_limit(trainer)
+    total = int(trainer.estimated_stepping_batches)
+    if timer is None or timer.time_remaining() > 0 or trainer.global_step >= total:
+        return None
+    spent = timedelta(seconds=round(timer.time_elapsed()))
+    return (f"trainer.max_time ended training after {spent}, at step {trainer.global_step} of {total}; "
+            "the learning rate was decayed by the clock")
 
 
 def _title(split: str, record: dict[str, Any], ckpt_path: str | None) -> str:

@@ -66,13 +66,20 @@ def build_schedule(optimizer: torch.optim.Optimizer, name: str, total_steps: int
     return ClockedSchedule(optimizer, schedule.lr_lambdas, total_steps, clock)
 
 
-def time_budget_spent(trainer: Any) -> Callable[[], float] | None:
-    """The fraction of `trainer.max_time` spent training, the same number on every process (rank zero's clock,
-    broadcast); None without a time limit. Lightning's `Timer` keeps the time, across a resume too."""
+def time_limit(trainer: Any) -> Any | None:
+    """The Lightning `Timer` that enforces `trainer.max_time` (it keeps the time, across a resume too); None
+    without a limit."""
     from lightning.pytorch.callbacks import Timer
 
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
-    if timer is None or timer.time_remaining() is None:
+    return timer if timer is not None and timer.time_remaining() is not None else None
+
+
+def time_budget_spent(trainer: Any) -> Callable[[], float] | None:
+    """The fraction of `trainer.max_time` spent training, the same number on every process (rank zero's clock,
+    broadcast); None without a time limit."""
+    timer = time_limit(trainer)
+    if timer is None:
         return None
 
     budget = timer.time_elapsed() + timer.time_remaining()  # exact before training starts: the clock stands
