@@ -85,6 +85,13 @@ def test_clocked_schedule_saves_without_its_clock_and_resumes_on_a_new_one():
     assert resumed.optimizer.param_groups[0]["lr"] == pytest.approx(0.5 * reference_linear(20, 40, warmup=10))
 
 
+def test_a_schedule_that_cannot_follow_the_clock_is_refused_by_name():
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.5)
+    with pytest.raises(ValueError, match=re.escape("model.lr_schedule='reduce_lr_on_plateau' cannot follow "
+                                                   "trainer.max_time")):
+        build_schedule(optimizer, "reduce_lr_on_plateau", 40, 0.0, clock=lambda: 0.0)
+
+
 def clock_config(tmp_path: Path, tokenizer_dir, tweeteval_dir, rank_skew: float = 0.0) -> tuple[dict, Path]:
     """40 steps, a (simulated) 20-second limit and 1 second a step: the clock ends the run at step 20."""
     data = tweeteval_folder(tmp_path / "data", tweeteval_dir, {"train": 40, "val": 8, "test": 8})
