@@ -11,7 +11,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import lightning.pytorch as pl
 import torch
+from lightning.pytorch.callbacks import Timer
 from torch.optim.lr_scheduler import LambdaLR
 
 from sentiment_pl.errors import InputError
@@ -66,16 +68,14 @@ def build_schedule(optimizer: torch.optim.Optimizer, name: str, total_steps: int
     return ClockedSchedule(optimizer, schedule.lr_lambdas, total_steps, clock)
 
 
-def time_limit(trainer: Any) -> Any | None:
+def time_limit(trainer: pl.Trainer) -> Timer | None:
     """The Lightning `Timer` that enforces `trainer.max_time` (it keeps the time, across a resume too); None
     without a limit."""
-    from lightning.pytorch.callbacks import Timer
-
     timer = next((c for c in trainer.callbacks if isinstance(c, Timer)), None)
     return timer if timer is not None and timer.time_remaining() is not None else None
 
 
-def time_budget_spent(trainer: Any) -> Callable[[], float] | None:
+def time_budget_spent(trainer: pl.Trainer) -> Callable[[], float] | None:
     """The fraction of `trainer.max_time` spent training, the same number on every process (rank zero's clock,
     broadcast); None without a time limit."""
     timer = time_limit(trainer)
