@@ -1,7 +1,7 @@
 """Resume is exact: a run interrupted by a signal after optimizer step k and resumed from the checkpoint it left
 behind computes the same losses for the remaining batches as a run that was never interrupted (dropout on, linear
-schedule with warm-up, gradient accumulation), so a lost optimizer, scheduler or random state, or a repeated or
-skipped batch, shows. Also: checkpoint files are written atomically."""
+schedule with warm-up, gradient accumulation, and a schedule pushed by a time limit), so a lost optimizer,
+scheduler or random state, or a repeated or skipped batch, shows. Also: checkpoint files are written atomically."""
 
 import signal
 from pathlib import Path
@@ -24,7 +24,7 @@ def data_dir(tmp_path_factory, tweeteval_dir):
 
 
 def fit(tmp: Path, tokenizer_dir, data_dir, overrides: dict, args=()) -> list[dict]:
-    callbacks = overrides.get("trainer", {}).pop("callbacks", [])
+    callbacks = overrides.get("trainer", {}).get("callbacks", [])
     config = tiny_config(tmp, tokenizer_dir, data_dir, deep_update(overrides, {
         "trainer": {"callbacks": [recording(tmp / "losses.jsonl"), *callbacks]}}))
     main(["fit", "--config", str(write_config(tmp / "input" / "config.yaml", config)), *args])
@@ -36,7 +36,7 @@ def interrupted_then_resumed(tmp: Path, tokenizer_dir, data_dir, overrides: dict
     first = tmp / "first"
     with pytest.raises((SIGTERMException, SystemExit)):  # SIGTERM raises; Ctrl-C exits with status 1
         fit(first, tokenizer_dir, data_dir, deep_update(overrides, {"trainer": {"callbacks": [
-            signal_at(step, signum)]}}))
+            *overrides.get("trainer", {}).get("callbacks", []), signal_at(step, signum)]}}))
     ckpt = first / "logs" / "run" / "v" / "checkpoints" / "interrupted.ckpt"
     assert ckpt.exists(), f"the interrupted run left no checkpoint: {sorted(ckpt.parent.iterdir())}"
     before = recorded(first / "losses.jsonl")
@@ -60,6 +60,18 @@ def test_resume_after_sigterm_equals_uninterrupted_run(tmp_path, tokenizer_dir, 
     # The finished run removed the interruption checkpoint and wrote the adapter.
     assert not (tmp_path / "resumed" / "logs" / "run" / "v" / "checkpoints" / "interrupted.ckpt").exists()
     assert (tmp_path / "resumed" / "logs" / "run" / "v" / "adapter" / "adapter_model.safetensors").exists()
+
+
+def test_resume_under_a_time_limit_equals_uninterrupted_run(tmp_path, tokenizer_dir, data_dir):
+    # A (simulated) 3-second limit at 1 second a step: the clock ends the 6 steps at step 3, having pushed the
+    # schedule ahead all along; the checkpoint (loaded weights-only) must carry the schedule on from there.
+    clock = {"class_path": "training_runs.StepClock", "init_args": {"duration": {"seconds": 3}}}
+    limited = deep_update(ACCUMULATE, {"trainer": {"callbacks": [clock]}})
+    reference = fit(tmp_path / "reference", tokenizer_dir, data_dir, limited)
+    assert len(reference) == 6 and len({r["loss"] for r in reference}) == 6
+    before, after = interrupted_then_resumed(tmp_path, tokenizer_dir, data_dir, limited, signal.SIGTERM, 1)
+    assert len(before) == 2 and len(after) == 4
+    assert_same_run(reference, before, after)
 
 
 @pytest.fixture

@@ -77,7 +77,7 @@ def test_clocked_schedule_saves_without_its_clock_and_resumes_on_a_new_one():
     torch.save(schedule.state_dict(), buffer)  # a closure in the state would not pickle
     buffer.seek(0)
     resumed, _ = clocked([0.0])
-    resumed.load_state_dict(torch.load(buffer, weights_only=False))
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))  # as every checkpoint here is read
     resumed.clock = lambda: 0.5
     resumed.optimizer.step()
     resumed.step()
