@@ -109,8 +109,8 @@ def _stopped_by_time(trainer: pl.Trainer) -> str | None:
     total = int(trainer.estimated_stepping_batches)
     if timer is None or timer.time_remaining() > 0 or trainer.global_step >= total:
         return None
-    spent = timedelta(seconds=round(timer.time_elapsed()))
-    return (f"trainer.max_time ended training after {spent}, at step {trainer.global_step} of {total}; "
+    limit = timedelta(seconds=round(timer.time_elapsed() + timer.time_remaining()))
+    return (f"trainer.max_time ({limit}) ended training at step {trainer.global_step} of {total}; "
             "the learning rate was decayed by the clock")
 
 

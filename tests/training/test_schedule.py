@@ -111,8 +111,8 @@ def test_fit_stopped_by_the_clock_decays_by_it_and_validates_at_the_stop(tmp_pat
                                                                        tweeteval_dir, capsys):
     config, log = clock_config(tmp_path, tokenizer_dir, tweeteval_dir)
     cli = main(["fit", "--config", str(write_config(tmp_path / "config.yaml", config))])
-    assert ("trainer.max_time ended training after 0:00:20, at step 20 of 40; the learning rate was decayed by "
-            "the clock") in capsys.readouterr().out
+    assert ("trainer.max_time (0:00:20) ended training at step 20 of 40; the learning rate was decayed by the "
+            "clock") in capsys.readouterr().out
     got = [json.loads(line) for line in log.read_text().splitlines()]
     lr = config["model"]["optimizer"]["init_args"]["lr"]
     assert cli.trainer.global_step == 20
