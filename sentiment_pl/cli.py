@@ -6,10 +6,12 @@ import os
 from typing import Any
 
 import torch
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor, ModelCheckpoint
 from lightning.pytorch.cli import LightningArgumentParser, LightningCLI
 
 from sentiment_pl.data.datamodule import TweetSentimentData
+from sentiment_pl.errors import InputError
 from sentiment_pl.quiet import configure_logging
 from sentiment_pl.training.callbacks.budget import StepBudget, Throughput
 from sentiment_pl.training.callbacks.calibrated_test import CalibratedTest
@@ -66,7 +68,12 @@ class SentimentCLI(LightningCLI):
             callbacks = [c for c in callbacks if not isinstance(c, LearningRateMonitor)]
         if config.get("enable_progress_bar") is False:
             callbacks = [c for c in callbacks if not isinstance(c, Progress)]
-        return super()._instantiate_trainer(config, callbacks)
+        try:
+            return super()._instantiate_trainer(config, callbacks)
+        except MisconfigurationException as err:
+            # Lightning's refusal of a trainer setting the types let through (a `max_time` such as "40min"):
+            # the user's input, so one line, not a traceback.
+            raise InputError(f"trainer: {err}") from err
 
 
 def main(args: list[str] | None = None, run: bool = True) -> SentimentCLI:

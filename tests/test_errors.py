@@ -52,6 +52,13 @@ def test_a_bad_config_value_is_one_line_naming_the_key(tmp_path, tokenizer_dir, 
     assert "model.warmup_ratio=1.0 must be in [0, 1)" in message
 
 
+def test_a_trainer_setting_lightning_refuses_is_one_line_naming_the_value(tmp_path, tokenizer_dir, data, capsys):
+    config = write_config(tmp_path / "config.yaml", tiny_config(tmp_path, tokenizer_dir, data))
+    message = one_line_error(["fit", "--config", str(config), "--trainer.max_time", "40min"], capsys)
+    assert message.startswith("error: trainer: `Timer(duration='40min')` is not a valid duration."), message
+    assert not (tmp_path / "logs").exists()
+
+
 def test_a_bug_keeps_its_traceback(tmp_path, tokenizer_dir, data, monkeypatch):
     def broken(*args, **kwargs):
         raise ZeroDivisionError("a real bug")
