@@ -19,7 +19,7 @@ from lightning.pytorch.callbacks import Callback
 
 from sentiment_pl.training.checkpointing import checkpoint_dirs
 from sentiment_pl.training.metrics import trivial_baselines
-from sentiment_pl.training.schedule import time_limit
+from sentiment_pl.training.schedule import limit_seconds, time_limit
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ def _stopped_by_time(trainer: pl.Trainer) -> str | None:
     total = int(trainer.estimated_stepping_batches)
     if timer is None or timer.time_remaining() > 0 or trainer.global_step >= total:
         return None
-    limit = timedelta(seconds=round(timer.time_elapsed() + timer.time_remaining()))
+    limit = timedelta(seconds=round(limit_seconds(timer)))
     return (f"trainer.max_time ({limit}) ended training at step {trainer.global_step} of {total}; "
             "the learning rate was decayed by the clock")
 

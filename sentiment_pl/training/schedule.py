@@ -75,6 +75,12 @@ def time_limit(trainer: pl.Trainer) -> Timer | None:
     return timer if timer is not None and timer.time_remaining() is not None else None
 
 
+def limit_seconds(timer: Timer) -> float:
+    """The length of the time limit (Lightning keeps it private): time spent plus time left, exact while the
+    clock stands (before training starts, after it ends)."""
+    return timer.time_elapsed() + timer.time_remaining()
+
+
 def time_budget_spent(trainer: pl.Trainer) -> Callable[[], float] | None:
     """The fraction of `trainer.max_time` spent training, the same number on every process (rank zero's clock,
     broadcast); None without a time limit."""
@@ -82,7 +88,7 @@ def time_budget_spent(trainer: pl.Trainer) -> Callable[[], float] | None:
     if timer is None:
         return None
 
-    budget = timer.time_elapsed() + timer.time_remaining()  # exact before training starts: the clock stands
+    budget = limit_seconds(timer)
 
     def spent() -> float:
         return float(trainer.strategy.broadcast(timer.time_elapsed() / budget))
